@@ -1,0 +1,1 @@
+"""Common code of the Pumpurs services: the chassis every service stands on."""

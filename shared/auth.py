@@ -1,0 +1,191 @@
+"""Bearer-token authentication and the role and tenant policy.
+
+Tokens are JWTs signed with Ed25519 (algorithm pinned to EdDSA); ``iss``, ``aud``,
+``exp`` and ``sub`` are required. Local development generates a key pair under
+``var/keys`` on first use; anywhere else the public key must be configured.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from shared.errors import AuthenticationError, ForbiddenError
+from shared.schools import municipality_of
+
+ALGORITHM = "EdDSA"
+ISSUER = "pumpurs"
+AUDIENCE = "pumpurs-api"
+
+TEACHER = "teacher"
+DIRECTOR = "director"
+MUNICIPAL_COORDINATOR = "municipal_coordinator"
+NATIONAL_COORDINATOR = "national_coordinator"
+AUDITOR = "auditor"
+OPERATOR = "operator"
+DATA_PROTECTION_OFFICER = "data_protection_officer"
+
+ROLES = frozenset(
+    {
+        TEACHER,
+        DIRECTOR,
+        MUNICIPAL_COORDINATOR,
+        NATIONAL_COORDINATOR,
+        AUDITOR,
+        OPERATOR,
+        DATA_PROTECTION_OFFICER,
+    }
+)
+SCHOOL_ROLES = frozenset({TEACHER, DIRECTOR})
+# Roles that read across all tenants.
+NATIONWIDE_ROLES = frozenset({NATIONAL_COORDINATOR, AUDITOR, DATA_PROTECTION_OFFICER})
+
+
+@dataclass(frozen=True)
+class Principal:
+    sub: str
+    role: str
+    school: str | None = None
+    municipality: str | None = None
+
+    def require(self, *roles: str) -> None:
+        if self.role not in roles:
+            raise ForbiddenError(f"role {self.role} may not do this")
+
+    def sees_school(self, school_id: str) -> bool:
+        """Whether this principal's tenant includes the school."""
+        if self.role in NATIONWIDE_ROLES:
+            return True
+        if self.role in SCHOOL_ROLES:
+            return self.school == school_id
+        if self.role == MUNICIPAL_COORDINATOR:
+            return self.municipality is not None and municipality_of(school_id) == self.municipality
+        return False
+
+    def require_school(self, school_id: str) -> None:
+        if not self.sees_school(school_id):
+            raise ForbiddenError("this school is outside your tenant")
+
+
+def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
+    role = claims.get("role")
+    if role not in ROLES:
+        raise AuthenticationError("token carries no valid role")
+    school, municipality = claims.get("school"), claims.get("municipality")
+    if role in SCHOOL_ROLES and not school:
+        raise AuthenticationError("a school role needs a school claim")
+    if role == MUNICIPAL_COORDINATOR and not municipality:
+        raise AuthenticationError("a municipal coordinator needs a municipality claim")
+    return Principal(str(claims["sub"]), role, school, municipality)
+
+
+class TokenVerifier:
+    def __init__(self, public_key_pem: bytes, leeway: int = 10) -> None:
+        self._key = serialization.load_pem_public_key(public_key_pem)
+        self._leeway = leeway
+
+    def verify(self, authorization: str | None) -> Principal:
+        if not authorization or not authorization.startswith("Bearer "):
+            raise AuthenticationError("a bearer token is required")
+        token = authorization[len("Bearer ") :].strip()
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,  # type: ignore[arg-type]
+                algorithms=[ALGORITHM],
+                audience=AUDIENCE,
+                issuer=ISSUER,
+                leeway=self._leeway,
+                options={"require": ["exp", "iat", "sub", "iss", "aud", "role"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthenticationError("the token has expired") from None
+        except jwt.InvalidTokenError as exc:
+            raise AuthenticationError(f"the token is not valid ({type(exc).__name__})") from None
+        return principal_from_claims(claims)
+
+
+# -- keys --------------------------------------------------------------------------
+
+
+def keys_dir(environ: Mapping[str, str] | None = None) -> Path:
+    environ = os.environ if environ is None else environ
+    return Path(environ.get("PUMPURS_KEYS_DIR", "var/keys"))
+
+
+def _is_local(environ: Mapping[str, str]) -> bool:
+    return environ.get("PUMPURS_ENV", "development") == "development"
+
+
+def development_private_key(environ: Mapping[str, str] | None = None) -> Ed25519PrivateKey:
+    """The local signing key, generated on first use (never committed: var/ is ignored)."""
+    environ = os.environ if environ is None else environ
+    if not _is_local(environ):
+        raise RuntimeError("development tokens exist only with PUMPURS_ENV=development")
+    path = keys_dir(environ) / "jwt-ed25519.pem"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        pem = Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(pem)
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    assert isinstance(key, Ed25519PrivateKey)
+    return key
+
+
+def public_key_pem(environ: Mapping[str, str] | None = None) -> bytes:
+    """The verification key: PUMPURS_JWT_PUBLIC_KEY(_FILE), or the development key's."""
+    environ = os.environ if environ is None else environ
+    if environ.get("PUMPURS_JWT_PUBLIC_KEY"):
+        return environ["PUMPURS_JWT_PUBLIC_KEY"].encode()
+    if environ.get("PUMPURS_JWT_PUBLIC_KEY_FILE"):
+        return Path(environ["PUMPURS_JWT_PUBLIC_KEY_FILE"]).read_bytes()
+    if not _is_local(environ):
+        raise RuntimeError("PUMPURS_JWT_PUBLIC_KEY or PUMPURS_JWT_PUBLIC_KEY_FILE must be set")
+    return (
+        development_private_key(environ)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+
+
+def mint_token(
+    role: str,
+    *,
+    sub: str,
+    school: str | None = None,
+    municipality: str | None = None,
+    ttl_seconds: int = 8 * 3600,
+    environ: Mapping[str, str] | None = None,
+) -> str:
+    principal_from_claims(
+        {"sub": sub, "role": role, "school": school, "municipality": municipality}
+    )
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "sub": sub,
+        "role": role,
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl_seconds,
+    }
+    if school:
+        claims["school"] = school
+    if municipality:
+        claims["municipality"] = municipality
+    return jwt.encode(claims, development_private_key(environ), algorithm=ALGORITHM)

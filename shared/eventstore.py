@@ -1,0 +1,85 @@
+"""The event-store dependency provider: one Application and one outbox relay per container."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from nameko.extensions import DependencyProvider
+from nameko.rpc import rpc
+
+from shared.metrics import metrics_for
+from shared.outbox import Relay, read_envelopes
+from shared.store import ServiceApplication, guard_stored_events, store_env
+
+log = logging.getLogger(__name__)
+
+ApplicationFactory = Callable[[Mapping[str, str]], ServiceApplication]
+
+
+class EventStore(DependencyProvider):
+    """Gives each worker the service's Application; runs the outbox relay beside it."""
+
+    def __init__(self, application: ApplicationFactory) -> None:
+        self.application = application
+        self.app: ServiceApplication
+        self.relay: Relay
+
+    def setup(self) -> None:
+        config = self.container.config
+        service = self.container.service_name
+        environ = {**os.environ, **{k: str(v) for k, v in config.items() if isinstance(v, str)}}
+        data_dir = environ.get("PUMPURS_DATA_DIR", "var/data")
+        self.app = self.application(store_env(service, data_dir, environ))
+        guard_stored_events(self.app)
+        self.relay = Relay(
+            self.app,
+            config["AMQP_URI"],
+            metrics=metrics_for(self.container),
+            batch_size=int(config.get("RELAY_BATCH_SIZE", 500)),
+            poll_interval=float(config.get("RELAY_POLL_INTERVAL", 1.0)),
+        )
+        self.relay.create_table()
+        self.app.on_saved(self.relay.wake)
+
+    def start(self) -> None:
+        self.container.spawn_managed_thread(self.relay.run, identifier="outbox.relay")
+
+    def stop(self) -> None:
+        self.relay.stop()
+
+    def kill(self) -> None:
+        self.relay.stop()
+
+    def get_dependency(self, worker_ctx: Any) -> ServiceApplication:
+        return self.app
+
+    def is_ready(self) -> bool:
+        """The store answers and the relay's broker connection works."""
+        try:
+            self.app.head()
+        except Exception:
+            return False
+        return self.relay.connected
+
+
+class PublishesEvents:
+    """Mixin for a service that owns an EventStore named ``app``: its notification log over RPC.
+
+    Consumers call it to fill a gap or catch up after a restart or an outage.
+    """
+
+    app: ServiceApplication
+
+    @rpc
+    def notifications(
+        self, after: int, limit: int = 200, stop: int | None = None
+    ) -> dict[str, Any]:
+        limit = max(1, min(int(limit), 1000))
+        envelopes = read_envelopes(self.app, int(after), limit, stop)
+        return {
+            "head": self.app.head(),
+            "events": [envelope.to_message() for envelope in envelopes],
+        }

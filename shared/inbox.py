@@ -1,0 +1,277 @@
+"""The inbox: consume another service's integration events exactly once and in order.
+
+Topology, declared at start-up: a durable quorum queue per (consumer, source)
+bound to the events exchange, with a delivery limit and a dead-letter exchange
+that parks failing messages in the consumer's dead-letter queue.
+
+Processing, per source and one message at a time: a message already tracked is
+a duplicate and changes nothing; a message whose previous id is not the last
+one applied reveals a gap, which is filled first by pulling the missing range
+from the source's notification log over RPC. The handler's effect (new events
+and/or read-model rows) commits in one transaction with the tracking record.
+The same pull runs at start-up and periodically, so nothing published is ever
+lost even when a message was.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from eventlet.event import Event as GreenEvent
+from eventsourcing.persistence import Tracking
+from nameko.extensions import Entrypoint
+from nameko.messaging import QueueConsumer
+from nameko.standalone.rpc import ClusterRpcProxy
+
+from shared.contracts import Envelope, InvalidMessageError, registry
+from shared.metrics import metrics_for
+from shared.store import ServiceApplication
+from shared.topology import consumer_queue, dead_letter_queue
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DELIVERY_LIMIT = 5
+
+
+@dataclass(frozen=True)
+class IncomingEvent:
+    """What a handler receives: the envelope, its validated payload, and its tracking record."""
+
+    envelope: Envelope
+    payload: dict[str, Any]
+
+    @property
+    def tracking(self) -> Tracking:
+        return Tracking(self.envelope.source, self.envelope.notification_id)
+
+    @property
+    def type(self) -> str:
+        return self.envelope.event_type
+
+
+class GapNotFilledError(RuntimeError):
+    """The source could not (yet) provide the events before this message."""
+
+
+class InboxQueueConsumer(QueueConsumer):
+    """nameko's queue consumer, but a body that cannot be decoded is dead-lettered, not fatal."""
+
+    def get_consumers(self, consumer_cls: Any, channel: Any) -> Any:
+        consumers = super().get_consumers(consumer_cls, channel)
+        for consumer in consumers:
+            consumer.on_decode_error = self._on_decode_error
+        return consumers
+
+    def _on_decode_error(self, message: Any, exc: Exception) -> None:
+        log.warning("undecodable message dead-lettered (%s)", type(exc).__name__)
+        message.reject(requeue=False)
+
+
+def _find_store(container: Any) -> ServiceApplication:
+    from shared.eventstore import EventStore
+
+    for dependency in container.dependencies:
+        if isinstance(dependency, EventStore):
+            return dependency.app
+    raise RuntimeError(f"{container.service_name} has an inbox but no EventStore")
+
+
+class Inbox(Entrypoint):
+    """``@inbox("identification")``: the decorated method receives each IncomingEvent once."""
+
+    queue_consumer = InboxQueueConsumer()
+
+    def __init__(self, source: str, catch_up_interval: float = 5.0, **kwargs: Any) -> None:
+        self.source = source
+        self.catch_up_interval = catch_up_interval
+        super().__init__(**kwargs)
+
+    # -- lifecycle -----------------------------------------------------------
+    def setup(self) -> None:
+        config = self.container.config
+        service = self.container.service_name
+        self.delivery_limit = int(config.get("DELIVERY_LIMIT", DEFAULT_DELIVERY_LIMIT))
+        self.queue = consumer_queue(service, self.source, self.delivery_limit)
+        self.metrics = metrics_for(self.container)
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._rpc: Any = None
+        self._rpc_proxy: ClusterRpcProxy | None = None
+        self._known_head = 0
+        self.declare_topology()
+        self.queue_consumer.register_provider(self)
+
+    def declare_topology(self) -> None:
+        from kombu import Connection
+
+        service = self.container.service_name
+        with Connection(self.container.config["AMQP_URI"], connect_timeout=5) as conn:
+            channel = conn.channel()
+            dead_letter_queue(service)(channel).declare()
+            self.queue(channel).declare()
+
+    @property
+    def app(self) -> ServiceApplication:
+        return _find_store(self.container)
+
+    def start(self) -> None:
+        self.container.spawn_managed_thread(self._catch_up_loop, identifier="inbox.catch_up")
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.queue_consumer.unregister_provider(self)
+        self._close_rpc()
+
+    def kill(self) -> None:
+        self._stopping.set()
+        self._close_rpc()
+
+    # -- messages from the queue ------------------------------------------------
+    def handle_message(self, body: Any, message: Any) -> None:
+        outcome = "ok"
+        try:
+            envelope = Envelope.from_message(body)
+            if envelope.source != self.source:
+                raise InvalidMessageError(f"message from {envelope.source} on {self.source} queue")
+            registry.load(envelope)
+        except InvalidMessageError as exc:
+            log.warning("invalid message dead-lettered: %s", exc)
+            self._count("dead_lettered")
+            message.reject(requeue=False)
+            return
+        try:
+            with self._lock:
+                outcome = self._apply_in_order(envelope)
+        except Exception as exc:
+            deliveries = int((message.headers or {}).get("x-delivery-count", 0)) + 1
+            final = deliveries > self.delivery_limit
+            log.warning(
+                "%s.%s #%s failed on delivery %s (%s)%s",
+                envelope.source,
+                envelope.event_type,
+                envelope.notification_id,
+                deliveries,
+                type(exc).__name__,
+                "; dead-lettered" if final else "",
+            )
+            self._count("dead_lettered" if final else "retried")
+            message.requeue()
+            return
+        self._count(outcome)
+        message.ack()
+
+    def _apply_in_order(self, envelope: Envelope) -> str:
+        last = self.app.last_tracked(self.source)
+        self._known_head = max(self._known_head, envelope.notification_id)
+        if envelope.notification_id <= last:
+            return "duplicate"
+        if envelope.previous_id is not None and envelope.previous_id > last:
+            self._fill_gap(until=envelope.previous_id)
+            if self.app.last_tracked(self.source) < envelope.previous_id:
+                raise GapNotFilledError(
+                    f"{self.source} did not provide events up to #{envelope.previous_id}"
+                )
+        self._apply(envelope)
+        return "ok"
+
+    # -- catch-up from the source's notification log -------------------------------
+    def _catch_up_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._catch_up()
+                self._observe_dead_letters()
+            except Exception as exc:
+                log.info("catch-up from %s not possible now (%s)", self.source, type(exc).__name__)
+                self._close_rpc()
+            self._stopping.wait(self.catch_up_interval)
+
+    def _catch_up(self) -> None:
+        """Pull and apply everything the source has that this consumer has not."""
+        while not self._stopping.is_set():
+            # Ask outside the lock, so a slow or absent source never holds up the queue.
+            envelopes = self._pull(after=self.app.last_tracked(self.source), until=None)
+            if not envelopes:
+                return
+            with self._lock:
+                for envelope in envelopes:
+                    if envelope.notification_id > self.app.last_tracked(self.source):
+                        self._apply(envelope)
+                        self._count("caught_up")
+
+    def _fill_gap(self, until: int) -> None:
+        """Called with the lock held: apply the source's events up to ``until``."""
+        while (last := self.app.last_tracked(self.source)) < until:
+            envelopes = self._pull(after=last, until=until)
+            if not envelopes:
+                return
+            for envelope in envelopes:
+                self._apply(envelope)
+                self._count("caught_up")
+
+    def _pull(self, after: int, until: int | None) -> list[Envelope]:
+        answer = self._source_rpc().notifications(after=after, limit=200, stop=until)
+        self._known_head = max(self._known_head, int(answer["head"]))
+        self._observe_lag()
+        envelopes = []
+        for body in answer["events"]:
+            envelope = Envelope.from_message(body)
+            registry.load(envelope)
+            envelopes.append(envelope)
+        return envelopes
+
+    def _source_rpc(self) -> Any:
+        if self._rpc is None:
+            config = dict(self.container.config)
+            self._rpc_proxy = ClusterRpcProxy(config, timeout=10)
+            self._rpc = self._rpc_proxy.start()
+        return self._rpc[self.source]
+
+    def _close_rpc(self) -> None:
+        proxy, self._rpc_proxy, self._rpc = self._rpc_proxy, None, None
+        if proxy is not None:
+            try:
+                proxy.stop()
+            except Exception:
+                log.debug("error while closing the catch-up RPC proxy", exc_info=True)
+
+    # -- applying one event through a worker ---------------------------------------
+    def _apply(self, envelope: Envelope) -> None:
+        event = IncomingEvent(envelope, registry.load(envelope))
+        done = GreenEvent()
+
+        def handle_result(worker_ctx: Any, result: Any = None, exc_info: Any = None) -> Any:
+            if exc_info is not None:
+                done.send_exception(exc_info[1])
+            else:
+                done.send(result)
+            return result, exc_info
+
+        self.container.spawn_worker(self, (event,), {}, handle_result=handle_result)
+        done.wait()
+        if self.app.last_tracked(self.source) < envelope.notification_id:
+            # The handler had nothing to do with this event: record that it was seen.
+            self.app.save_tracked(tracking=event.tracking)
+        self._observe_lag()
+
+    # -- metrics -----------------------------------------------------------------
+    def _count(self, outcome: str) -> None:
+        self.metrics.events_consumed.labels(self.metrics.service, self.source, outcome).inc()
+
+    def _observe_lag(self) -> None:
+        lag = max(self._known_head - self.app.last_tracked(self.source), 0)
+        self.metrics.consumer_lag.labels(self.metrics.service, self.source).set(lag)
+
+    def _observe_dead_letters(self) -> None:
+        from kombu import Connection
+
+        service = self.container.service_name
+        with Connection(self.container.config["AMQP_URI"], connect_timeout=5) as conn:
+            declared = dead_letter_queue(service)(conn.channel()).queue_declare(passive=True)
+        self.metrics.dead_letters.labels(service).set(declared.message_count)
+
+
+inbox: Callable[..., Any] = Inbox.decorator

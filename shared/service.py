@@ -1,0 +1,73 @@
+"""What every service exposes besides its own routes: health, metrics, OpenAPI, its event log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nameko.extensions import DependencyProvider
+from werkzeug.wrappers import Response
+
+from shared.eventstore import EventStore, PublishesEvents
+from shared.metrics import CONTENT_TYPE_LATEST, metrics_for
+from shared.openapi import build_openapi
+from shared.web import Call, json_response, route
+
+
+class Chassis(DependencyProvider):
+    """Readiness, metrics and the OpenAPI document of the container."""
+
+    def setup(self) -> None:
+        self._openapi: dict[str, Any] | None = None
+
+    def _store(self) -> EventStore | None:
+        for dependency in self.container.dependencies:
+            if isinstance(dependency, EventStore):
+                return dependency
+        return None
+
+    def is_ready(self) -> bool:
+        store = self._store()
+        ready = store is not None and store.is_ready()
+        metrics = metrics_for(self.container)
+        metrics.ready.labels(metrics.service).set(1 if ready else 0)
+        return ready
+
+    def metrics_text(self) -> bytes:
+        self.is_ready()
+        return metrics_for(self.container).exposition()
+
+    def openapi(self) -> dict[str, Any]:
+        if self._openapi is None:
+            self._openapi = build_openapi(self.container)
+        return self._openapi
+
+    def get_dependency(self, worker_ctx: Any) -> Chassis:
+        return self
+
+
+class ServiceBase(PublishesEvents):
+    """Base class of the four services; ``app`` is each service's EventStore."""
+
+    chassis = Chassis()
+
+    @route("GET", "/health/live", public=True, summary="the process is alive")
+    def health_live(self, call: Call) -> dict[str, str]:
+        return {"status": "alive"}
+
+    @route("GET", "/health/ready", public=True, summary="the store and the broker answer")
+    def health_ready(self, call: Call) -> Any:
+        if self.chassis.is_ready():
+            return {"status": "ready"}
+        return 503, {"status": "not_ready"}
+
+    @route("GET", "/metrics", public=True, summary="Prometheus metrics")
+    def metrics(self, call: Call) -> Response:
+        return Response(
+            self.chassis.metrics_text(),
+            mimetype=CONTENT_TYPE_LATEST.split(";")[0],
+            headers={"Content-Type": CONTENT_TYPE_LATEST},
+        )
+
+    @route("GET", "/openapi.json", public=True, summary="this API's OpenAPI document")
+    def openapi(self, call: Call) -> Response:
+        return json_response(200, self.chassis.openapi())

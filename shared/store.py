@@ -1,0 +1,237 @@
+"""The event store every service keeps: an eventsourcing Application on SQLite or PostgreSQL.
+
+SQLite is the embedded default (one file per service under ``PUMPURS_DATA_DIR``);
+PostgreSQL is chosen with eventsourcing's own variables (``PERSISTENCE_MODULE``,
+``POSTGRES_*``), optionally prefixed with the application name. Besides events
+the same database holds the inbox (eventsourcing's multi-row tracking table),
+the relay's position and the service's read models, so that an effect and its
+tracking record always commit in one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+from typing import Any, cast
+
+from eventsourcing.application import Application, ProcessingEvent
+from eventsourcing.persistence import JSONTranscoder, ProcessRecorder, Tracking, Transcoding
+from eventsourcing.sqlite import SQLiteProcessRecorder
+
+log = logging.getLogger(__name__)
+
+SQLITE = "sqlite"
+POSTGRES = "postgres"
+
+
+class Sql:
+    """A cursor that speaks one placeholder style (``?``) on both databases."""
+
+    def __init__(self, cursor: Any, dialect: str) -> None:
+        self._cursor = cursor
+        self.dialect = dialect
+
+    def _sql(self, statement: str) -> str:
+        return statement.replace("?", "%s") if self.dialect == POSTGRES else statement
+
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> Sql:
+        self._cursor.execute(self._sql(statement), tuple(params))
+        return self
+
+    def executemany(self, statement: str, rows: Iterable[Sequence[Any]]) -> None:
+        self._cursor.executemany(self._sql(statement), [tuple(r) for r in rows])
+
+    def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return list(self._cursor.fetchall())
+
+
+Effect = Callable[[Sql], None]
+
+
+def _run_effects(cursor: Any, dialect: str, kwargs: Mapping[str, Any]) -> None:
+    for effect in kwargs.get("effects") or ():
+        effect(Sql(cursor, dialect))
+
+
+class SQLiteInboxRecorder(SQLiteProcessRecorder):
+    """Process recorder whose transaction also runs read-model effects."""
+
+    def _insert_events(self, c: Any, stored_events: Any, **kwargs: Any) -> Any:
+        returning = super()._insert_events(c, stored_events, **kwargs)
+        _run_effects(c, SQLITE, kwargs)
+        return returning
+
+
+def _postgres_inbox_recorder() -> type:
+    # Imported lazily: psycopg must not load before PSYCOPG_WAIT_FUNC is set.
+    from eventsourcing.postgres import PostgresProcessRecorder
+
+    class PostgresInboxRecorder(PostgresProcessRecorder):
+        def _insert_events(self, curs: Any, stored_events: Any, **kwargs: Any) -> None:
+            super()._insert_events(curs, stored_events, **kwargs)
+            _run_effects(curs, POSTGRES, kwargs)
+
+    return PostgresInboxRecorder
+
+
+class DateAsISO(Transcoding):
+    type = date
+    name = "date_iso"
+
+    def encode(self, obj: date) -> str:
+        return obj.isoformat()
+
+    def decode(self, data: str) -> date:
+        return date.fromisoformat(data)
+
+
+class ServiceApplication(Application[Any]):
+    """Base of each service's application: process recorder, hooks after save."""
+
+    env = {"SINGLE_ROW_TRACKING": "n"}
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        self._saved_listeners: list[Callable[[], None]] = []
+        super().__init__(env=dict(env) if env is not None else None)
+        module = self.env.get("PERSISTENCE_MODULE") or "eventsourcing.sqlite"
+        self.dialect = POSTGRES if "postgres" in module else SQLITE
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        transcoder.register(DateAsISO())
+
+    # -- the notification log, database and hooks --------------------------
+    def construct_recorder(self) -> ProcessRecorder:
+        return self.factory.process_recorder()
+
+    def on_saved(self, listener: Callable[[], None]) -> None:
+        self._saved_listeners.append(listener)
+
+    def _notify(self, recordings: Any) -> None:
+        for listener in self._saved_listeners:
+            listener()
+
+    @property
+    def events_table(self) -> str:
+        return str(self.recorder.events_table_name)  # type: ignore[attr-defined]
+
+    @property
+    def table_prefix(self) -> str:
+        """Prefix of the service's own tables, so services can share a PostgreSQL schema."""
+        return f"{self.name.lower()}_"
+
+    @contextmanager
+    def transaction(self) -> Iterator[Sql]:
+        datastore = self.recorder.datastore  # type: ignore[attr-defined]
+        with datastore.transaction(commit=True) as cursor:
+            yield Sql(cursor, self.dialect)
+
+    def query(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
+        datastore = self.recorder.datastore  # type: ignore[attr-defined]
+        with datastore.transaction(commit=False) as cursor:
+            return Sql(cursor, self.dialect).execute(statement, params).fetchall()
+
+    def save_tracked(
+        self, *aggregates: Any, tracking: Tracking, effects: Sequence[Effect] = ()
+    ) -> None:
+        """Commit new events, read-model effects and the inbox record together."""
+        processing = ProcessingEvent[Any](tracking)
+        processing.collect_events(*aggregates, effects=list(effects))
+        recordings = self._record(processing)
+        self._take_snapshots(processing)
+        self._notify(recordings)
+
+    def last_tracked(self, source: str) -> int:
+        return cast(ProcessRecorder, self.recorder).max_tracking_id(source) or 0
+
+    def head(self) -> int:
+        return self.recorder.max_notification_id() or 0
+
+
+def store_env(
+    service: str, data_dir: str | os.PathLike[str], environ: Mapping[str, str]
+) -> dict[str, str]:
+    """The eventsourcing environment of one service, from the process environment.
+
+    Variables may be prefixed with the service name (``PLANNING_POSTGRES_DBNAME``),
+    as eventsourcing itself allows; unprefixed ones apply to every service.
+    """
+    prefix = f"{service.upper()}_"
+
+    def get(key: str, default: str = "") -> str:
+        return environ.get(prefix + key) or environ.get(key) or default
+
+    module = get("PERSISTENCE_MODULE", "eventsourcing.sqlite")
+    env = {"PERSISTENCE_MODULE": module, "SINGLE_ROW_TRACKING": "n"}
+    if "postgres" in module:
+        env["PROCESS_RECORDER_TOPIC"] = "shared.store:PostgresInboxRecorder"
+        env.setdefault("POSTGRES_DBNAME", get("POSTGRES_DBNAME", service))
+    else:
+        Path(data_dir).mkdir(parents=True, exist_ok=True)
+        env["PROCESS_RECORDER_TOPIC"] = "shared.store:SQLiteInboxRecorder"
+        env["SQLITE_DBNAME"] = get("SQLITE_DBNAME", str(Path(data_dir) / f"{service}.sqlite"))
+        env["SQLITE_LOCK_TIMEOUT"] = get("SQLITE_LOCK_TIMEOUT", "10")
+    return env
+
+
+def __getattr__(name: str) -> Any:
+    # eventsourcing resolves PROCESS_RECORDER_TOPIC by attribute; build the
+    # PostgreSQL class only when it is asked for.
+    if name == "PostgresInboxRecorder":
+        cls = _postgres_inbox_recorder()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(name)
+
+
+# -- immutability of stored events ---------------------------------------------
+
+_SQLITE_GUARDS = (
+    "CREATE TRIGGER IF NOT EXISTS {t}_no_update BEFORE UPDATE ON {t} "
+    "BEGIN SELECT RAISE(ABORT, 'stored events are immutable'); END",
+    "CREATE TRIGGER IF NOT EXISTS {t}_no_delete BEFORE DELETE ON {t} "
+    "BEGIN SELECT RAISE(ABORT, 'stored events are immutable'); END",
+)
+
+_PG_GUARD_FUNCTION = """
+CREATE OR REPLACE FUNCTION pumpurs_refuse_change() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'stored events are immutable (% on %)', TG_OP, TG_TABLE_NAME
+    USING ERRCODE = 'insufficient_privilege';
+END $$
+"""
+
+_PG_GUARDS = (
+    "CREATE OR REPLACE TRIGGER {t}_immutable BEFORE UPDATE OR DELETE ON {t} "
+    "FOR EACH ROW EXECUTE FUNCTION pumpurs_refuse_change()",
+    "CREATE OR REPLACE TRIGGER {t}_no_truncate BEFORE TRUNCATE ON {t} "
+    "FOR EACH STATEMENT EXECUTE FUNCTION pumpurs_refuse_change()",
+)
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def guard_stored_events(app: ServiceApplication) -> None:
+    """Refuse UPDATE, DELETE (and TRUNCATE) on the events table, in the database itself."""
+    table = app.events_table
+    if not _IDENTIFIER.match(table):
+        raise ValueError(f"unexpected events table name {table!r}")
+    with app.transaction() as sql:
+        if app.dialect == SQLITE:
+            for statement in _SQLITE_GUARDS:
+                sql.execute(statement.format(t=table))
+        else:
+            # Serialise concurrent start-ups of replicas on the same database.
+            sql.execute("SELECT pg_advisory_xact_lock(hashtext('pumpurs-ddl'))")
+            sql.execute(_PG_GUARD_FUNCTION)
+            for statement in _PG_GUARDS:
+                sql.execute(statement.format(t=table))

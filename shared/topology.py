@@ -1,0 +1,41 @@
+"""The broker topology: the events exchange, consumer queues and dead letters."""
+
+from __future__ import annotations
+
+from kombu import Exchange, Queue
+
+EVENTS_EXCHANGE = "pumpurs.events"
+DEAD_LETTER_EXCHANGE = "pumpurs.dead-letters"
+
+
+def dead_letter_queue_name(service: str) -> str:
+    return f"{service}.dead-letters"
+
+
+def consumer_queue(service: str, source: str, delivery_limit: int) -> Queue:
+    return Queue(
+        f"{service}.from.{source}",
+        exchange=Exchange(EVENTS_EXCHANGE, "topic", durable=True),
+        routing_key=f"{source}.#",
+        durable=True,
+        auto_delete=False,
+        queue_arguments={
+            "x-queue-type": "quorum",
+            "x-delivery-limit": delivery_limit,
+            "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+            "x-dead-letter-routing-key": service,
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        },
+    )
+
+
+def dead_letter_queue(service: str) -> Queue:
+    return Queue(
+        dead_letter_queue_name(service),
+        exchange=Exchange(DEAD_LETTER_EXCHANGE, "direct", durable=True),
+        routing_key=service,
+        durable=True,
+        auto_delete=False,
+        queue_arguments={"x-queue-type": "quorum"},
+    )

@@ -1,0 +1,283 @@
+"""HTTP entrypoints: JSON in and out, auth, schema validation, errors, metrics.
+
+``@route`` replaces nameko's ``@http``: the method gets a ``Call`` (principal,
+validated body and query) plus the URL values, and returns a dict, a
+``(status, dict)`` pair or a werkzeug ``Response``. Every error becomes
+``{"error": {"code", "message", "details"}}`` with the status from
+``shared.errors.HTTP_STATUS``; a stack trace never leaves the process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from eventlet.event import Event
+from eventsourcing.persistence import IntegrityError
+from marshmallow import Schema, ValidationError
+from nameko.web.handlers import HttpRequestHandler
+from nameko.web.server import WebServer, WsgiApp
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.routing import Rule
+from werkzeug.wrappers import Request, Response
+
+from shared.auth import Principal, TokenVerifier, public_key_pem
+from shared.errors import (
+    BadRequestError,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PumpursError,
+    error_body,
+    http_status,
+)
+from shared.metrics import metrics_for
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY = 1024 * 1024
+JSON = "application/json"
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, Decimal):
+        return f"{value:.2f}"
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def json_response(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> Response:
+    body = json.dumps(payload, default=_default, ensure_ascii=False, separators=(",", ":"))
+    return Response(body, status=status, headers=dict(headers or {}), mimetype=JSON)
+
+
+def error_response(error: PumpursError) -> Response:
+    headers = {}
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    return json_response(http_status(error), error_body(error), headers)
+
+
+@dataclass
+class Call:
+    """One HTTP call as a handler sees it."""
+
+    request: Request
+    principal: Principal | None
+    body: dict[str, Any] = field(default_factory=dict)
+    query: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def user(self) -> Principal:
+        assert self.principal is not None, "public routes have no principal"
+        return self.principal
+
+
+def verifier_for(container: Any) -> TokenVerifier:
+    verifier = getattr(container, "pumpurs_verifier", None)
+    if verifier is None:
+        config = {k: str(v) for k, v in container.config.items() if isinstance(v, str)}
+        import os
+
+        verifier = TokenVerifier(public_key_pem({**os.environ, **config}))
+        container.pumpurs_verifier = verifier
+    return verifier
+
+
+def _load(schema: type[Schema] | None, data: Any, where: str) -> dict[str, Any]:
+    if schema is None:
+        return {}
+    try:
+        return dict(schema().load(data))
+    except ValidationError as exc:
+        raise InvalidInputError(f"the {where} is not valid", {"fields": exc.messages}) from None
+
+
+class JsonWsgiApp(WsgiApp):
+    """Unknown routes and wrong methods answer in the same JSON error shape."""
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        request = Request(environ, shallow=True)
+        adapter = self.url_map.bind_to_environ(environ)
+        try:
+            provider, values = adapter.match()
+        except HTTPException as exc:
+            status = exc.code or 404
+            code = "not_found" if status == 404 else "method_not_allowed"
+            body = {"error": {"code": code, "message": exc.name.lower(), "details": {}}}
+            return json_response(status, body)(environ, start_response)
+        request.path_values = values  # type: ignore[attr-defined]
+        return provider.handle_request(request)(environ, start_response)
+
+
+class JsonWebServer(WebServer):
+    def get_wsgi_app(self) -> JsonWsgiApp:
+        return JsonWsgiApp(self)
+
+
+class Route(HttpRequestHandler):
+    server = JsonWebServer()
+
+    def __init__(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: type[Schema] | None = None,
+        query: type[Schema] | None = None,
+        answer: type[Schema] | None = None,
+        status: int = 200,
+        roles: tuple[str, ...] | None = None,
+        public: bool = False,
+        summary: str = "",
+        max_body: int = DEFAULT_MAX_BODY,
+        raw_body: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        self.body_schema = body
+        self.query_schema = query
+        self.answer_schema = answer
+        self.status = status
+        self.roles = roles
+        self.public = public
+        self.summary = summary
+        self.max_body = max_body
+        self.raw_body = raw_body
+        kwargs.setdefault("expected_exceptions", (PumpursError,))
+        super().__init__(method, url, **kwargs)
+
+    def get_url_rule(self) -> Rule:
+        return Rule(self.url, methods=[self.method])
+
+    def setup(self) -> None:
+        super().setup()
+        self.metrics = metrics_for(self.container)
+
+    # -- request handling ---------------------------------------------------------
+    def handle_request(self, request: Request) -> Response:
+        request.shallow = False
+        started = time.perf_counter()
+        try:
+            call = self._prepare(request)
+            values = request.path_values  # type: ignore[attr-defined]
+            response = self._respond(self._run_worker(call, values))
+        except PumpursError as exc:
+            response = error_response(exc)
+        except IntegrityError:
+            # Two commands raced on one aggregate version: the loser changes nothing.
+            response = error_response(
+                ConflictError("the resource was changed concurrently; reload and retry")
+            )
+        except Exception:
+            # The exception type only: messages may quote input.
+            log.error("unhandled error in %s %s", self.method, self.url, exc_info=True)
+            response = json_response(
+                500, {"error": {"code": "internal", "message": "internal error", "details": {}}}
+            )
+        self._observe(response.status_code, time.perf_counter() - started)
+        return response
+
+    def _prepare(self, request: Request) -> Call:
+        principal = None
+        if not self.public:
+            principal = verifier_for(self.container).verify(request.headers.get("Authorization"))
+            if self.roles is not None:
+                principal.require(*self.roles)
+        query = _load(self.query_schema, request.args.to_dict(), "query")
+        body: dict[str, Any] = {}
+        if self.body_schema is not None and not self.raw_body:
+            body = _load(self.body_schema, self._json_body(request), "request body")
+        elif self.raw_body:
+            self._read_body(request)
+        return Call(request=request, principal=principal, body=body, query=query)
+
+    def _read_body(self, request: Request) -> bytes:
+        request.max_content_length = self.max_body
+        try:
+            return request.get_data(cache=True)
+        except RequestEntityTooLarge:
+            raise PayloadTooLargeError(
+                f"the request body is larger than {self.max_body} bytes",
+                {"max_bytes": self.max_body},
+            ) from None
+
+    def _json_body(self, request: Request) -> Any:
+        raw = self._read_body(request)
+        if not raw:
+            return {}
+        if request.mimetype != JSON:
+            raise BadRequestError("the request body must be application/json")
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise BadRequestError("the request body is not valid JSON") from None
+
+    def _run_worker(self, call: Call, values: Mapping[str, Any]) -> Any:
+        done = Event()
+        self.container.spawn_worker(
+            self,
+            (call,),
+            dict(values),
+            handle_result=lambda ctx, res, exc: self._done(done, res, exc),
+        )
+        result, exc_info = done.wait()
+        if exc_info is not None:
+            raise exc_info[1]
+        return result
+
+    @staticmethod
+    def _done(done: Event, result: Any, exc_info: Any) -> tuple[Any, Any]:
+        done.send((result, exc_info))
+        return result, exc_info
+
+    def _respond(self, result: Any) -> Response:
+        if isinstance(result, Response):
+            return result
+        status, payload = result if isinstance(result, tuple) else (self.status, result)
+        if self.answer_schema is not None:
+            payload = self.answer_schema().dump(payload)
+        return json_response(status, payload)
+
+    def _observe(self, status: int, seconds: float) -> None:
+        m, service = self.metrics, self.metrics.service
+        route = openapi_path(self.url)
+        m.http_requests.labels(service, self.method, route, str(status)).inc()
+        m.http_duration.labels(service, self.method, route).observe(seconds)
+        if self.method != "GET" and not self.public:
+            outcome = (
+                "ok"
+                if status < 400
+                else "conflict"
+                if status == 409
+                else "error"
+                if status >= 500
+                else "rejected"
+            )
+            m.commands.labels(service, self.method_name, outcome).inc()
+
+
+route: Callable[..., Any] = Route.decorator
+
+
+def not_found(what: str) -> NotFoundError:
+    return NotFoundError(f"{what} not found")
+
+
+_CONVERTER = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
+
+
+def openapi_path(url: str) -> str:
+    return _CONVERTER.sub(r"{\1}", url)
