@@ -28,6 +28,7 @@ def nameko_config(service: str, environ: dict[str, str]) -> dict[str, Any]:
         "PUMPURS_DATA_DIR": environ.get("PUMPURS_DATA_DIR", "var/data"),
         "DELIVERY_LIMIT": int(environ.get("PUMPURS_DELIVERY_LIMIT", "5")),
         "RELAY_POLL_INTERVAL": float(environ.get("PUMPURS_RELAY_POLL_INTERVAL", "1.0")),
+        "CATCH_UP_INTERVAL": float(environ.get("PUMPURS_CATCH_UP_INTERVAL", "5.0")),
         "HEARTBEAT": 30,
     }
 

@@ -8,10 +8,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from nameko.extensions import DependencyProvider
-from nameko.rpc import rpc
 
 from shared.metrics import metrics_for
 from shared.outbox import Relay, read_envelopes
+from shared.rpc import rpc
 from shared.store import ServiceApplication, guard_stored_events, store_env
 
 log = logging.getLogger(__name__)

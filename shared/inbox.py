@@ -29,6 +29,7 @@ from nameko.standalone.rpc import ClusterRpcProxy
 
 from shared.contracts import Envelope, InvalidMessageError, registry
 from shared.metrics import metrics_for
+from shared.rpc import BROKER_ERRORS
 from shared.store import ServiceApplication
 from shared.topology import consumer_queue, dead_letter_queue
 
@@ -68,7 +69,20 @@ class InboxQueueConsumer(QueueConsumer):
 
     def _on_decode_error(self, message: Any, exc: Exception) -> None:
         log.warning("undecodable message dead-lettered (%s)", type(exc).__name__)
-        message.reject(requeue=False)
+        _settle(message.reject, requeue=False)
+        # Bindings are "<source>.#", so the first word of the routing key is a known source.
+        source = str(message.delivery_info.get("routing_key", "")).split(".", 1)[0]
+        metrics = metrics_for(self.container)
+        metrics.events_consumed.labels(metrics.service, source, "dead_lettered").inc()
+
+
+def _settle(action: Callable[..., Any], **kwargs: Any) -> None:
+    """Ack, reject or requeue; if the channel died meanwhile the broker redelivers the
+    message, and the inbox recognises it as a duplicate."""
+    try:
+        action(**kwargs)
+    except BROKER_ERRORS as exc:
+        log.info("could not settle a message (%s); it will be redelivered", type(exc).__name__)
 
 
 def _find_store(container: Any) -> ServiceApplication:
@@ -95,6 +109,7 @@ class Inbox(Entrypoint):
         config = self.container.config
         service = self.container.service_name
         self.delivery_limit = int(config.get("DELIVERY_LIMIT", DEFAULT_DELIVERY_LIMIT))
+        self.catch_up_interval = float(config.get("CATCH_UP_INTERVAL", self.catch_up_interval))
         self.queue = consumer_queue(service, self.source, self.delivery_limit)
         self.metrics = metrics_for(self.container)
         self._lock = threading.Lock()
@@ -141,7 +156,7 @@ class Inbox(Entrypoint):
         except InvalidMessageError as exc:
             log.warning("invalid message dead-lettered: %s", exc)
             self._count("dead_lettered")
-            message.reject(requeue=False)
+            _settle(message.reject, requeue=False)
             return
         try:
             with self._lock:
@@ -159,10 +174,10 @@ class Inbox(Entrypoint):
                 "; dead-lettered" if final else "",
             )
             self._count("dead_lettered" if final else "retried")
-            message.requeue()
+            _settle(message.requeue)
             return
         self._count(outcome)
-        message.ack()
+        _settle(message.ack)
 
     def _apply_in_order(self, envelope: Envelope) -> str:
         last = self.app.last_tracked(self.source)

@@ -40,7 +40,8 @@ class Sql:
         return statement.replace("?", "%s") if self.dialect == POSTGRES else statement
 
     def execute(self, statement: str, params: Sequence[Any] = ()) -> Sql:
-        self._cursor.execute(self._sql(statement), tuple(params))
+        # No parameters: pass none, so a literal % (e.g. in PL/pgSQL) is left alone.
+        self._cursor.execute(self._sql(statement), tuple(params) if params else None)
         return self
 
     def executemany(self, statement: str, rows: Iterable[Sequence[Any]]) -> None:

@@ -19,7 +19,7 @@ class PupilsReadModel:
             f"CREATE TABLE IF NOT EXISTS {self.table} ("
             "pupil_id TEXT PRIMARY KEY, school_id TEXT NOT NULL, grade INTEGER NOT NULL, "
             "gender TEXT NOT NULL, at_risk INTEGER NOT NULL DEFAULT 0, "
-            "version INTEGER NOT NULL)"
+            "version INTEGER NOT NULL, applied_events INTEGER NOT NULL DEFAULT 1)"
         )
         sql.execute(f"CREATE INDEX IF NOT EXISTS {self.table}_school ON {self.table} (school_id)")
 
@@ -30,7 +30,7 @@ class PupilsReadModel:
             return [lambda sql: self._registered(sql, pupil_id, version, payload)]
         if event_type == "pupil_flagged_at_risk":
             return [lambda sql: self._set_at_risk(sql, pupil_id, version, True)]
-        return []
+        return [lambda sql: self._count(sql, pupil_id, version)]
 
     def _registered(self, sql: Sql, pupil_id: str, version: int, payload: dict[str, Any]) -> None:
         sql.execute(
@@ -41,8 +41,17 @@ class PupilsReadModel:
 
     def _set_at_risk(self, sql: Sql, pupil_id: str, version: int, at_risk: bool) -> None:
         sql.execute(
-            f"UPDATE {self.table} SET at_risk = ?, version = ? WHERE pupil_id = ?",
+            f"UPDATE {self.table} SET at_risk = ?, version = ?, "
+            "applied_events = applied_events + 1 WHERE pupil_id = ?",
             (1 if at_risk else 0, version, pupil_id),
+        )
+
+    def _count(self, sql: Sql, pupil_id: str, version: int) -> None:
+        # Every applied event of the pupil counts once: an audit that none was applied twice.
+        sql.execute(
+            f"UPDATE {self.table} SET version = ?, applied_events = applied_events + 1 "
+            "WHERE pupil_id = ?",
+            (version, pupil_id),
         )
 
     def list(

@@ -1,0 +1,66 @@
+"""Fixtures for every suite: a private broker vhost, the store under test, service processes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shared.testing import Broker, ServiceProcess, Stores, token_for
+
+STORE_KIND = os.environ.get("PUMPURS_TEST_STORE", "sqlite")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"pumpurs store under test: {STORE_KIND}"
+
+
+@pytest.fixture
+def broker() -> Iterator[Broker]:
+    broker = Broker.from_env(os.environ)
+    broker.create()
+    yield broker
+    broker.delete()
+
+
+@pytest.fixture
+def stores(tmp_path: Path) -> Iterator[Stores]:
+    stores = Stores(STORE_KIND, tmp_path / "data", os.environ)
+    yield stores
+    stores.drop()
+
+
+@pytest.fixture
+def keys_dir(tmp_path: Path) -> Path:
+    return tmp_path / "keys"
+
+
+class System:
+    """The services of one test, on one vhost and one set of stores."""
+
+    def __init__(self, broker: Broker, stores: Stores, keys_dir: Path, log_dir: Path) -> None:
+        self.broker, self.stores, self.keys_dir, self.log_dir = broker, stores, keys_dir, log_dir
+
+    def service(self, name: str, **env: str) -> ServiceProcess:
+        return ServiceProcess(
+            name,
+            {
+                "AMQP_URI": self.broker.uri,
+                "PUMPURS_KEYS_DIR": str(self.keys_dir),
+                "PUMPURS_CATCH_UP_INTERVAL": "1.0",
+                "PUMPURS_LOG_LEVEL": "INFO",
+                **self.stores.env([name]),
+                **env,
+            },
+            self.log_dir,
+        )
+
+    def token(self, role: str, **claims: str) -> str:
+        return token_for(role, self.keys_dir, **claims)
+
+
+@pytest.fixture
+def system(broker: Broker, stores: Stores, keys_dir: Path, tmp_path: Path) -> System:
+    return System(broker, stores, keys_dir, tmp_path)

@@ -1,0 +1,124 @@
+"""What a caller sees at the HTTP boundary: auth, tenants, validation, versions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from shared.testing import Client, running
+
+SCHOOL = "daugavpils-10-vsk"
+NEW_PUPIL = {"school_id": SCHOOL, "grade": 7, "gender": "M", "birth_date": "2009-05-04"}
+
+
+@pytest.fixture
+def identification(system: Any) -> Any:
+    service = system.service("identification")
+    with running(service):
+        yield service
+
+
+def teacher(system: Any, identification: Any, school: str = SCHOOL) -> Client:
+    return Client(identification.url, system.token("teacher", school=school))
+
+
+def head(identification: Any) -> int:
+    from nameko.standalone.rpc import ClusterRpcProxy
+
+    with ClusterRpcProxy({"AMQP_URI": identification.env["AMQP_URI"]}, timeout=10) as rpc:
+        return int(rpc.identification.notifications(after=0, limit=1)["head"])
+
+
+def test_no_token_is_401_with_an_error_body(identification: Any) -> None:
+    answer = Client(identification.url, None).post("/pupils", NEW_PUPIL)
+    assert answer.status_code == 401
+    assert answer.json()["error"]["code"] == "unauthenticated"
+
+
+def test_a_token_signed_with_another_key_is_401(
+    system: Any, identification: Any, tmp_path: Any
+) -> None:
+    from shared.testing import token_for
+
+    forged = token_for("teacher", tmp_path / "other-keys", school=SCHOOL)
+    assert Client(identification.url, forged).post("/pupils", NEW_PUPIL).status_code == 401
+
+
+def test_wrong_role_is_403(system: Any, identification: Any) -> None:
+    auditor = Client(identification.url, system.token("auditor"))
+    answer = auditor.post("/pupils", NEW_PUPIL)
+    assert answer.status_code == 403
+    assert answer.json()["error"]["code"] == "forbidden"
+
+
+def test_another_schools_pupil_is_404(system: Any, identification: Any) -> None:
+    pupil_id = teacher(system, identification).post("/pupils", NEW_PUPIL).json()["pupil_id"]
+    stranger = teacher(system, identification, school="daugavpils-12-vsk")
+    answer = stranger.get(f"/pupils/{pupil_id}")
+    assert answer.status_code == 404
+    assert answer.json()["error"]["code"] == "pupil_not_found"
+    # The coordinator of another municipality does not see it either.
+    riga = Client(identification.url, system.token("municipal_coordinator", municipality="riga"))
+    assert riga.get(f"/pupils/{pupil_id}").status_code == 404
+    # Daugavpils' coordinator does.
+    own = Client(
+        identification.url, system.token("municipal_coordinator", municipality="daugavpils")
+    )
+    assert own.get(f"/pupils/{pupil_id}").status_code == 200
+
+
+def test_invalid_body_is_400_naming_the_fields_and_stores_nothing(
+    system: Any, identification: Any
+) -> None:
+    before = head(identification)
+    answer = teacher(system, identification).post(
+        "/pupils", {"school_id": SCHOOL, "grade": 13, "gender": "X"}
+    )
+    assert answer.status_code == 400
+    fields = answer.json()["error"]["details"]["fields"]
+    assert set(fields) == {"grade", "gender", "birth_date"}
+    assert head(identification) == before
+
+
+def test_stale_expected_version_is_409_and_stores_nothing(system: Any, identification: Any) -> None:
+    client = teacher(system, identification)
+    pupil_id = client.post("/pupils", NEW_PUPIL).json()["pupil_id"]
+    sign = {"code": "learning.gaps", "observed_on": "2019-09-20", "evidence": "missed grade 6"}
+    assert client.post(f"/pupils/{pupil_id}/risk-signs", {**sign, "expected_version": 1}).ok
+    before = head(identification)
+    stale = client.post(
+        f"/pupils/{pupil_id}/risk-signs",
+        {**sign, "code": "learning.behaviour", "expected_version": 1},
+    )
+    assert stale.status_code == 409
+    assert stale.json()["error"]["details"] == {"expected_version": 1, "current_version": 3}
+    assert head(identification) == before
+    pupil = client.get(f"/pupils/{pupil_id}").json()
+    assert [s["code"] for s in pupil["risk_signs"]] == ["learning.gaps"]
+
+
+def test_unknown_route_and_method_answer_in_the_error_shape(identification: Any) -> None:
+    client = Client(identification.url, None)
+    missing = client.get("/nowhere")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "not_found"
+
+
+def test_chassis_routes(identification: Any) -> None:
+    client = Client(identification.url, None)
+    assert client.get("/health/live").json() == {"status": "alive"}
+    assert client.get("/health/ready").json() == {"status": "ready"}
+    spec = client.get("/openapi.json").json()
+    assert "/pupils/{pupil_id}/risk-signs" in spec["paths"]
+    assert "post" in spec["paths"]["/pupils"]
+    metrics = client.get("/metrics").text
+    assert "pumpurs_outbox_backlog_events" in metrics
+
+
+def test_sigterm_stops_an_idle_service_promptly(identification: Any) -> None:
+    import time
+
+    started = time.monotonic()
+    assert identification.stop(timeout=15) is not None
+    assert time.monotonic() - started < 10

@@ -1,0 +1,197 @@
+"""The first slice across two services, with a real broker and the store under test."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import amqp
+import pytest
+from kombu import Connection
+
+from shared.deadletters import list_dead_letters
+from shared.testing import Client, ServiceProcess, restart_broker, running, wait_until
+from shared.topology import EVENTS_EXCHANGE
+
+SCHOOL = "daugavpils-10-vsk"
+OTHER_SCHOOL = "daugavpils-12-vsk"
+
+
+def register_flagged(client: Client, school: str = SCHOOL) -> str:
+    answer = client.post(
+        "/pupils",
+        {"school_id": school, "grade": 7, "gender": "F", "birth_date": "2008-03-01"},
+    )
+    assert answer.status_code == 201, answer.text
+    pupil_id = answer.json()["pupil_id"]
+    flagged = client.post(
+        f"/pupils/{pupil_id}/risk-signs",
+        {
+            "code": "learning.absences",
+            "observed_on": "2019-10-01",
+            "evidence": "25 unexcused lessons",
+            "expected_version": 1,
+        },
+    )
+    assert flagged.status_code == 201, flagged.text
+    return str(pupil_id)
+
+
+def at_risk_ids(client: Client) -> set[str]:
+    answer = client.get("/pupils-at-risk", params={"school_id": SCHOOL})
+    assert answer.status_code == 200, answer.text
+    return {item["pupil_id"] for item in answer.json()["items"]}
+
+
+def applied_events(system: Any) -> dict[str, int]:
+    rows = system.stores.query("planning", "SELECT pupil_id, applied_events FROM planning_pupils")
+    return {row["pupil_id"]: row["applied_events"] for row in rows}
+
+
+@pytest.fixture
+def slice_(system: Any) -> Any:
+    identification = system.service("identification")
+    planning = system.service("planning")
+    with running(identification, planning):
+        teacher = system.token("teacher", school=SCHOOL)
+        yield (
+            identification,
+            planning,
+            Client(identification.url, teacher),
+            Client(planning.url, teacher),
+        )
+
+
+def test_a_flagged_pupil_shows_in_planning_within_two_seconds(slice_: Any) -> None:
+    _, _, identification, planning = slice_
+    pupil_id = register_flagged(identification)
+    started = time.monotonic()
+    wait_until(lambda: pupil_id in at_risk_ids(planning), timeout=2.0)
+    assert time.monotonic() - started < 2.0
+
+
+def test_planning_killed_while_200_pupils_are_flagged_gets_each_exactly_once(
+    system: Any, slice_: Any
+) -> None:
+    _, planning_proc, identification, planning = slice_
+    pupils: list[str] = []
+    for i in range(200):
+        if i == 60:
+            planning_proc.kill()
+        pupils.append(register_flagged(identification))
+    planning_proc.start()
+    wait_until(lambda: at_risk_ids(planning) >= set(pupils), timeout=60)
+    # Each pupil had three events (registered, sign recorded, flagged): each applied once.
+    counts = applied_events(system)
+    assert {counts[p] for p in pupils} == {3}
+    assert len(counts) == 200
+
+
+def test_broker_killed_and_restarted_halfway_loses_and_doubles_nothing(
+    system: Any, slice_: Any
+) -> None:
+    import os
+
+    _, _, identification, planning = slice_
+    pupils = [register_flagged(identification) for _ in range(100)]
+    outage = threading.Thread(target=restart_broker, args=(os.environ, 1.0))
+    outage.start()
+    # Commands keep being accepted while the broker is away: they only touch the store.
+    pupils += [register_flagged(identification) for _ in range(100)]
+    outage.join()
+    wait_until(lambda: at_risk_ids(planning) >= set(pupils), timeout=90, interval=0.5)
+    counts = applied_events(system)
+    assert {counts[p] for p in pupils} == {3}
+    assert len(counts) == 200
+
+
+def _publish(uri: str, body: bytes, routing_key: str) -> None:
+    with Connection(uri) as conn:
+        conn.connect()
+        channel = conn.connection.channel()
+        channel.confirm_select()
+        channel.basic_publish_confirm(
+            amqp.Message(body, content_type="application/json", delivery_mode=2),
+            EVENTS_EXCHANGE,
+            routing_key,
+        )
+
+
+def _last_envelope(identification: ServiceProcess) -> dict[str, Any]:
+    from nameko.standalone.rpc import ClusterRpcProxy
+
+    with ClusterRpcProxy({"AMQP_URI": identification.env["AMQP_URI"]}, timeout=10) as rpc:
+        answer = rpc.identification.notifications(after=0, limit=1000)
+    return dict(answer["events"][-1])
+
+
+def test_a_message_published_twice_by_hand_has_one_effect(system: Any, slice_: Any) -> None:
+    identification_proc, planning_proc, identification, planning = slice_
+    pupil_id = register_flagged(identification)
+    wait_until(lambda: pupil_id in at_risk_ids(planning), timeout=5)
+    envelope = _last_envelope(identification_proc)
+    body = json.dumps(envelope).encode()
+    routing_key = f"identification.{envelope['event_type']}"
+    for _ in range(2):
+        _publish(system.broker.uri, body, routing_key)
+    wait_until(
+        lambda: (
+            planning_proc.metric(
+                "pumpurs_events_consumed_total", source="identification", outcome="duplicate"
+            )
+            >= 2
+        ),
+        timeout=10,
+    )
+    assert applied_events(system)[pupil_id] == 3
+
+
+def test_malformed_messages_are_parked_and_later_ones_keep_flowing(
+    system: Any, slice_: Any
+) -> None:
+    _, planning_proc, identification, planning = slice_
+    envelope = {
+        "event_id": "00000000-0000-0000-0000-000000000001",
+        "event_type": "pupil_flagged_at_risk",
+        "schema_version": 1,
+        "source": "identification",
+        "notification_id": 999_999,
+        "previous_id": 999_998,  # a gap the source can never fill
+        "occurred_at": "2019-10-01T08:00:00+00:00",
+        "aggregate_id": "00000000-0000-0000-0000-000000000002",
+        "aggregate_version": 1,
+        "actor": "tester",
+        "payload": {"school_id": SCHOOL},
+    }
+    _publish(system.broker.uri, b"{not json", "identification.garbage")
+    _publish(
+        system.broker.uri,
+        json.dumps({**envelope, "schema_version": 7}).encode(),
+        "identification.pupil_flagged_at_risk",
+    )
+    _publish(
+        system.broker.uri, json.dumps(envelope).encode(), "identification.pupil_flagged_at_risk"
+    )
+    pupil_id = register_flagged(identification)
+    wait_until(lambda: pupil_id in at_risk_ids(planning), timeout=10)
+    wait_until(
+        lambda: len(list_dead_letters(system.broker.uri, "planning")) == 3, timeout=60, interval=0.5
+    )
+    parked = list_dead_letters(system.broker.uri, "planning")
+    assert sorted(str(row.get("reason")) for row in parked) == [
+        "delivery_limit",
+        "rejected",
+        "rejected",
+    ]
+    # Listing leaves them parked, for an operator to replay.
+    assert len(list_dead_letters(system.broker.uri, "planning")) == 3
+    dead = planning_proc.metric(
+        "pumpurs_events_consumed_total", source="identification", outcome="dead_lettered"
+    )
+    assert dead == 3
+    retried = planning_proc.metric(
+        "pumpurs_events_consumed_total", source="identification", outcome="retried"
+    )
+    assert retried >= 1  # the unfillable gap was retried up to the delivery limit first
