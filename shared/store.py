@@ -40,8 +40,9 @@ class Sql:
         return statement.replace("?", "%s") if self.dialect == POSTGRES else statement
 
     def execute(self, statement: str, params: Sequence[Any] = ()) -> Sql:
-        # No parameters: pass none, so a literal % (e.g. in PL/pgSQL) is left alone.
-        self._cursor.execute(self._sql(statement), tuple(params) if params else None)
+        # No parameters: psycopg gets None, so a literal % (e.g. in PL/pgSQL) is left alone.
+        args = tuple(params) if params else (None if self.dialect == POSTGRES else ())
+        self._cursor.execute(self._sql(statement), args)
         return self
 
     def executemany(self, statement: str, rows: Iterable[Sequence[Any]]) -> None:
