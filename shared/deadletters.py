@@ -63,6 +63,10 @@ def replay_dead_letters(amqp_uri: str, service: str, limit: int | None = None) -
     with Connection(amqp_uri, connect_timeout=5) as conn:
         conn.connect()
         publish_channel = conn.connection.channel()
+        # Only what is parked now: a replayed message that fails again comes back here,
+        # and must wait for the next replay instead of looping.
+        parked = publish_channel.queue_declare(dead_letter_queue_name(service), passive=True)
+        limit = parked.message_count if limit is None else min(limit, parked.message_count)
         publish_channel.confirm_select()
         for channel, message in _drain(conn, service, limit):
             deaths = (message.headers or {}).get("x-death") or [{}]

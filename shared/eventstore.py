@@ -9,6 +9,7 @@ from typing import Any
 
 from nameko.extensions import DependencyProvider
 
+from shared.idempotency import IdempotencyStore
 from shared.metrics import metrics_for
 from shared.outbox import Relay, read_envelopes
 from shared.rpc import rpc
@@ -43,6 +44,7 @@ class EventStore(DependencyProvider):
         )
         self.relay.create_table()
         self.app.on_saved(self.relay.wake)
+        self.idempotency = IdempotencyStore(self.app)
 
     def start(self) -> None:
         self.container.spawn_managed_thread(self.relay.run, identifier="outbox.relay")
@@ -63,6 +65,14 @@ class EventStore(DependencyProvider):
         except Exception:
             return False
         return self.relay.connected
+
+
+def store_of(container: Any) -> EventStore:
+    """The EventStore provider of a container (entrypoints cannot have dependencies)."""
+    for dependency in container.dependencies:
+        if isinstance(dependency, EventStore):
+            return dependency
+    raise RuntimeError(f"{container.service_name} has no EventStore")
 
 
 class PublishesEvents:

@@ -19,6 +19,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from eventlet.event import Event as GreenEvent
@@ -28,6 +29,7 @@ from nameko.messaging import QueueConsumer
 from nameko.standalone.rpc import ClusterRpcProxy
 
 from shared.contracts import Envelope, InvalidMessageError, registry
+from shared.eventstore import store_of
 from shared.metrics import metrics_for
 from shared.rpc import BROKER_ERRORS
 from shared.store import ServiceApplication
@@ -63,17 +65,14 @@ class InboxQueueConsumer(QueueConsumer):
 
     def get_consumers(self, consumer_cls: Any, channel: Any) -> Any:
         consumers = super().get_consumers(consumer_cls, channel)
-        for consumer in consumers:
-            consumer.on_decode_error = self._on_decode_error
+        for provider, consumer in self._consumers.items():
+            consumer.on_decode_error = partial(self._on_decode_error, provider)
         return consumers
 
-    def _on_decode_error(self, message: Any, exc: Exception) -> None:
+    def _on_decode_error(self, provider: Inbox, message: Any, exc: Exception) -> None:
         log.warning("undecodable message dead-lettered (%s)", type(exc).__name__)
         _settle(message.reject, requeue=False)
-        # Bindings are "<source>.#", so the first word of the routing key is a known source.
-        source = str(message.delivery_info.get("routing_key", "")).split(".", 1)[0]
-        metrics = metrics_for(self.container)
-        metrics.events_consumed.labels(metrics.service, source, "dead_lettered").inc()
+        provider._count("dead_lettered")
 
 
 def _settle(action: Callable[..., Any], **kwargs: Any) -> None:
@@ -83,15 +82,6 @@ def _settle(action: Callable[..., Any], **kwargs: Any) -> None:
         action(**kwargs)
     except BROKER_ERRORS as exc:
         log.info("could not settle a message (%s); it will be redelivered", type(exc).__name__)
-
-
-def _find_store(container: Any) -> ServiceApplication:
-    from shared.eventstore import EventStore
-
-    for dependency in container.dependencies:
-        if isinstance(dependency, EventStore):
-            return dependency.app
-    raise RuntimeError(f"{container.service_name} has an inbox but no EventStore")
 
 
 class Inbox(Entrypoint):
@@ -131,7 +121,7 @@ class Inbox(Entrypoint):
 
     @property
     def app(self) -> ServiceApplication:
-        return _find_store(self.container)
+        return store_of(self.container).app
 
     def start(self) -> None:
         self.container.spawn_managed_thread(self._catch_up_loop, identifier="inbox.catch_up")

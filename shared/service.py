@@ -7,7 +7,7 @@ from typing import Any
 from nameko.extensions import DependencyProvider
 from werkzeug.wrappers import Response
 
-from shared.eventstore import EventStore, PublishesEvents
+from shared.eventstore import PublishesEvents, store_of
 from shared.metrics import CONTENT_TYPE_LATEST, metrics_for
 from shared.openapi import build_openapi
 from shared.web import Call, json_response, route
@@ -19,15 +19,8 @@ class Chassis(DependencyProvider):
     def setup(self) -> None:
         self._openapi: dict[str, Any] | None = None
 
-    def _store(self) -> EventStore | None:
-        for dependency in self.container.dependencies:
-            if isinstance(dependency, EventStore):
-                return dependency
-        return None
-
     def is_ready(self) -> bool:
-        store = self._store()
-        ready = store is not None and store.is_ready()
+        ready = store_of(self.container).is_ready()
         metrics = metrics_for(self.container)
         metrics.ready.labels(metrics.service).set(1 if ready else 0)
         return ready

@@ -40,6 +40,8 @@ from shared.errors import (
     error_body,
     http_status,
 )
+from shared.eventstore import store_of
+from shared.idempotency import canonical
 from shared.metrics import metrics_for
 
 log = logging.getLogger(__name__)
@@ -156,6 +158,8 @@ class Route(HttpRequestHandler):
         self.summary = summary
         self.max_body = max_body
         self.raw_body = raw_body
+        # A POST that creates something (201) honours Idempotency-Key.
+        self.idempotent = method == "POST" and status == 201
         kwargs.setdefault("expected_exceptions", (PumpursError,))
         super().__init__(method, url, **kwargs)
 
@@ -172,8 +176,7 @@ class Route(HttpRequestHandler):
         started = time.perf_counter()
         try:
             call = self._prepare(request)
-            values = request.path_values  # type: ignore[attr-defined]
-            response = self._respond(self._run_worker(call, values))
+            response = self._answer(call, request)
         except PumpursError as exc:
             response = error_response(exc)
         except IntegrityError:
@@ -188,6 +191,29 @@ class Route(HttpRequestHandler):
                 500, {"error": {"code": "internal", "message": "internal error", "details": {}}}
             )
         self._observe(response.status_code, time.perf_counter() - started)
+        return response
+
+    def _answer(self, call: Call, request: Request) -> Response:
+        values = request.path_values  # type: ignore[attr-defined]
+        key = request.headers.get("Idempotency-Key")
+        if not (key and self.idempotent and call.principal):
+            return self._respond(self._run_worker(call, values))
+        if len(key) > 200:
+            raise BadRequestError("the Idempotency-Key is longer than 200 characters")
+        store = store_of(self.container).idempotency
+        key_hash = store.key_hash(call.principal.sub, f"{self.method} {request.path}", key)
+        request_hash = store.request_hash(canonical(request.get_data(cache=True)))
+        earlier = store.find(key_hash, request_hash)
+        if earlier is not None:
+            return Response(
+                earlier.body,
+                status=earlier.status,
+                mimetype=JSON,
+                headers={"Idempotent-Replayed": "true"},
+            )
+        response = self._respond(self._run_worker(call, values))
+        if response.status_code < 300:
+            store.keep(key_hash, request_hash, response.status_code, response.get_data())
         return response
 
     def _prepare(self, request: Request) -> Call:

@@ -122,3 +122,21 @@ def test_sigterm_stops_an_idle_service_promptly(identification: Any) -> None:
     started = time.monotonic()
     assert identification.stop(timeout=15) is not None
     assert time.monotonic() - started < 10
+
+
+def test_a_retried_create_with_the_same_idempotency_key_creates_once(
+    system: Any, identification: Any
+) -> None:
+    client = teacher(system, identification)
+    headers = {"Idempotency-Key": "register-7f3a"}
+    first = client.post("/pupils", NEW_PUPIL, headers=headers)
+    assert first.status_code == 201
+    after_first = head(identification)
+    retry = client.post("/pupils", dict(reversed(list(NEW_PUPIL.items()))), headers=headers)
+    assert retry.status_code == 201
+    assert retry.json() == first.json()
+    assert head(identification) == after_first
+    reused = client.post("/pupils", {**NEW_PUPIL, "grade": 8}, headers=headers)
+    assert reused.status_code == 422
+    assert reused.json()["error"]["code"] == "idempotency_key_reused"
+    assert head(identification) == after_first

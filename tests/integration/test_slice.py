@@ -11,7 +11,7 @@ import amqp
 import pytest
 from kombu import Connection
 
-from shared.deadletters import list_dead_letters
+from shared.deadletters import list_dead_letters, replay_dead_letters
 from shared.testing import Client, ServiceProcess, restart_broker, running, wait_until
 from shared.topology import EVENTS_EXCHANGE
 
@@ -195,3 +195,19 @@ def test_malformed_messages_are_parked_and_later_ones_keep_flowing(
         "pumpurs_events_consumed_total", source="identification", outcome="retried"
     )
     assert retried >= 1  # the unfillable gap was retried up to the delivery limit first
+
+    # An operator replays them: they go back to their queue and, still bad, are parked again.
+    assert replay_dead_letters(system.broker.uri, "planning") == 3
+    wait_until(
+        lambda: (
+            planning_proc.metric(
+                "pumpurs_events_consumed_total", source="identification", outcome="dead_lettered"
+            )
+            == 6
+        ),
+        timeout=60,
+        interval=0.5,
+    )
+    wait_until(
+        lambda: len(list_dead_letters(system.broker.uri, "planning")) == 3, timeout=30, interval=0.5
+    )
