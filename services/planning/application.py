@@ -1,30 +1,355 @@
-"""Planning's use cases (first slice: the read model of pupils at risk)."""
+"""Planning's use cases: each gets the plan, calls one command, saves.
+
+Every save commits the plan's new events and its row in the plans read model in one
+transaction; the identification inbox commits its effects (read-model rows and, for a
+departure, the closing events of the pupil's plans) with its tracking record.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+import os
+from collections.abc import Mapping, Sequence
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
+from uuid import UUID
 
-from services.planning.readmodel import PupilsReadModel
+from eventsourcing.application import AggregateNotFoundError
+
+from services.planning.domain import (
+    LEVEL_OF_ROLE,
+    Plan,
+    PlanAlreadyExistsError,
+    PupilNotFoundError,
+    PupilView,
+    Semester,
+    check_may_have_plan,
+)
+from services.planning.readmodel import PlansReadModel, PupilsReadModel, SchoolsReadModel
+from shared.auth import Principal
+from shared.errors import ForbiddenError, NotFoundError
 from shared.inbox import IncomingEvent
 from shared.store import ServiceApplication
+
+RATES_FILE = Path(__file__).with_name("rates.json")
+
+
+class PlanNotFoundError(NotFoundError):
+    code = "plan_not_found"
+
+
+def load_rates(path: str | os.PathLike[str] | None = None) -> dict[str, Decimal]:
+    """EUR per hour of consultation, per provider kind."""
+    data = json.loads(Path(path or RATES_FILE).read_text("utf-8"))
+    return {kind: Decimal(str(rate)) for kind, rate in data["eur_per_hour"].items()}
 
 
 class PlanningApplication(ServiceApplication):
     name = "planning"
+    # Loading a plan reads its latest snapshot and at most this many events after it.
+    snapshotting_intervals = {Plan: 50}
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
         super().__init__(env)
+        self.rates = load_rates(self.env.get("RATES_FILE") or None)
         self.pupils = PupilsReadModel(self.table_prefix)
+        self.schools = SchoolsReadModel(self.table_prefix)
+        self.plans = PlansReadModel(self.table_prefix)
         with self.transaction() as sql:
             self.pupils.create_table(sql)
+            self.schools.create_table(sql)
+            self.plans.create_table(sql)
 
+    # -- identification's events ---------------------------------------------------------
     def apply_identification_event(self, event: IncomingEvent) -> None:
-        envelope = event.envelope
+        envelope, payload = event.envelope, event.payload
         effects = self.pupils.effects_for(
-            envelope.event_type, envelope.aggregate_id, envelope.aggregate_version, event.payload
-        )
-        self.save_tracked(tracking=event.tracking, effects=effects)
+            envelope.event_type, envelope.aggregate_id, envelope.aggregate_version, payload
+        ) + self.schools.effects_for(envelope.event_type, payload)
+        closed = []
+        if envelope.event_type == "pupil_departed":
+            closed = self.close_plans_of_departed(envelope.aggregate_id, payload, envelope.actor)
+        effects += [self.plans.upsert(plan) for plan in closed]
+        self.save_tracked(*closed, tracking=event.tracking, effects=effects)
+
+    def close_plans_of_departed(
+        self, pupil_id: str, payload: Mapping[str, Any], actor: str
+    ) -> list[Plan]:
+        plans = [self.load(UUID(p)) for p in self.plans.active_plans(self.query, pupil_id)]
+        for plan in plans:
+            plan.close_on_departure(reason=payload["reason"], by=actor)
+        return plans
 
     def pupils_at_risk(self, school_ids: list[str] | None) -> list[dict[str, Any]]:
         return self.pupils.list(self.query, school_ids, at_risk=True)
+
+    # -- loading and saving ----------------------------------------------------------------
+    def load(self, plan_id: UUID) -> Plan:
+        try:
+            plan: object = self.repository.get(plan_id)
+        except AggregateNotFoundError:
+            raise PlanNotFoundError(f"plan {plan_id} not found") from None
+        if not isinstance(plan, Plan):
+            raise PlanNotFoundError(f"plan {plan_id} not found")
+        return plan
+
+    def get_plan(self, plan_id: UUID, user: Principal) -> Plan:
+        """The plan, if it is in the caller's tenant (another school's plan is not found)."""
+        plan = self.load(plan_id)
+        if not user.sees_school(plan.school_id):
+            raise PlanNotFoundError(f"plan {plan_id} not found")
+        return plan
+
+    def plan_for_change(self, plan_id: UUID, user: Principal, expected_version: int) -> Plan:
+        plan = self.get_plan(plan_id, user)
+        plan.check_version(expected_version)
+        return plan
+
+    def save_plans(self, *plans: Plan) -> None:
+        self.save(*plans, effects=[self.plans.upsert(plan) for plan in plans])
+
+    def pupil(self, pupil_id: str, user: Principal) -> PupilView:
+        pupil = self.pupils.get(self.query, pupil_id)
+        if pupil is None or not user.sees_school(pupil.school_id):
+            raise PupilNotFoundError(f"pupil {pupil_id} not found")
+        return pupil
+
+    def check_no_live_plan(self, pupil_id: str, semester: str) -> None:
+        existing = self.plans.live_plan(self.query, pupil_id, semester)
+        if existing is not None:
+            raise PlanAlreadyExistsError(
+                f"the pupil already has plan {existing} for {semester}", {"plan_id": existing}
+            )
+
+    # -- commands ------------------------------------------------------------------------
+    def draft_plan(
+        self, *, pupil_id: UUID, semester: str, consent: Mapping[str, Any], user: Principal
+    ) -> Plan:
+        pupil = self.pupil(str(pupil_id), user)
+        school = self.schools.get(self.query, pupil.school_id)
+        check_may_have_plan(pupil, school, Semester.parse(semester))
+        self.check_no_live_plan(pupil.pupil_id, semester)
+        plan = Plan(
+            pupil_id=pupil.pupil_id,
+            school_id=pupil.school_id,
+            semester=semester,
+            levels=school.levels,
+            risk_codes=list(pupil.active_risk_codes),
+            consent_given_by=consent["given_by"],
+            consent_signed_on=consent["signed_on"],
+            previous_plan_id=None,
+            by=user.sub,
+        )
+        self.save_plans(plan)
+        return plan
+
+    def add_measure(
+        self, plan_id: UUID, *, expected_version: int, user: Principal, **fields: Any
+    ) -> tuple[Plan, str]:
+        plan = self.plan_for_change(plan_id, user, expected_version)
+        codes = self.pupil(plan.pupil_id, user).active_risk_codes
+        measure_id = plan.add_measure(**fields, active_risk_codes=codes, by=user.sub)
+        self.save_plans(plan)
+        return plan, measure_id
+
+    def change_measure(
+        self,
+        plan_id: UUID,
+        measure_id: UUID,
+        *,
+        expected_version: int,
+        user: Principal,
+        **fields: Any,
+    ) -> Plan:
+        plan = self.plan_for_change(plan_id, user, expected_version)
+        codes = self.pupil(plan.pupil_id, user).active_risk_codes
+        plan.change_measure(str(measure_id), **fields, active_risk_codes=codes, by=user.sub)
+        self.save_plans(plan)
+        return plan
+
+    def remove_measure(
+        self, plan_id: UUID, measure_id: UUID, *, expected_version: int, user: Principal
+    ) -> Plan:
+        plan = self.plan_for_change(plan_id, user, expected_version)
+        plan.remove_measure(str(measure_id), by=user.sub)
+        self.save_plans(plan)
+        return plan
+
+    def submit(self, plan_id: UUID, *, expected_version: int, user: Principal) -> Plan:
+        plan = self.plan_for_change(plan_id, user, expected_version)
+        plan.submit(by=user.sub)
+        self.save_plans(plan)
+        return plan
+
+    def approve(self, plan_id: UUID, *, expected_version: int, user: Principal) -> Plan:
+        plan = self.plan_for_change(plan_id, user, expected_version)
+        plan.approve(level=approval_level(user), by=user.sub)
+        self.save_plans(plan)
+        return plan
+
+    def return_to_author(
+        self, plan_id: UUID, *, reason: str, expected_version: int, user: Principal
+    ) -> Plan:
+        plan = self.plan_for_change(plan_id, user, expected_version)
+        plan.return_to_author(level=approval_level(user), reason=reason, by=user.sub)
+        self.save_plans(plan)
+        return plan
+
+    def revise(self, plan_id: UUID, *, reason: str, expected_version: int, user: Principal) -> Plan:
+        plan = self.plan_for_change(plan_id, user, expected_version)
+        plan.revise(reason=reason, by=user.sub)
+        self.save_plans(plan)
+        return plan
+
+    def suspend(
+        self, plan_id: UUID, *, reason: str, expected_version: int, user: Principal
+    ) -> Plan:
+        plan = self.plan_for_change(plan_id, user, expected_version)
+        plan.suspend(reason=reason, by=user.sub)
+        self.save_plans(plan)
+        return plan
+
+    def resume(self, plan_id: UUID, *, expected_version: int, user: Principal) -> Plan:
+        plan = self.plan_for_change(plan_id, user, expected_version)
+        plan.resume(by=user.sub)
+        self.save_plans(plan)
+        return plan
+
+    def deactivate(
+        self, plan_id: UUID, *, reason: str, expected_version: int, user: Principal
+    ) -> Plan:
+        plan = self.plan_for_change(plan_id, user, expected_version)
+        plan.deactivate(reason=reason, by=user.sub)
+        self.save_plans(plan)
+        return plan
+
+    def log_consultation(
+        self,
+        plan_id: UUID,
+        *,
+        measure_id: UUID,
+        expected_version: int,
+        user: Principal,
+        **fields: Any,
+    ) -> tuple[Plan, str]:
+        plan = self.plan_for_change(plan_id, user, expected_version)
+        consultation_id = plan.log_consultation(
+            measure_id=str(measure_id), **fields, rates=self.rates, by=user.sub
+        )
+        self.save_plans(plan)
+        return plan, consultation_id
+
+    def confirm_consultation(
+        self,
+        plan_id: UUID,
+        consultation_id: UUID,
+        *,
+        confirmed_on: date,
+        expected_version: int,
+        user: Principal,
+    ) -> Plan:
+        plan = self.plan_for_change(plan_id, user, expected_version)
+        plan.confirm_consultation(str(consultation_id), confirmed_on=confirmed_on, by=user.sub)
+        self.save_plans(plan)
+        return plan
+
+    def evaluate(
+        self,
+        plan_id: UUID,
+        *,
+        risk_outcomes: Mapping[str, str],
+        outcome: str,
+        expected_version: int,
+        user: Principal,
+    ) -> Plan:
+        plan = self.plan_for_change(plan_id, user, expected_version)
+        plan.evaluate(risk_outcomes=risk_outcomes, outcome=outcome, by=user.sub)
+        self.save_plans(plan)
+        return plan
+
+    def continue_plan(
+        self, plan_id: UUID, *, semester: str, expected_version: int, user: Principal
+    ) -> tuple[Plan, Plan]:
+        plan = self.plan_for_change(plan_id, user, expected_version)
+        pupil = self.pupil(plan.pupil_id, user)
+        self.check_no_live_plan(plan.pupil_id, semester)
+        school = self.schools.get(self.query, pupil.school_id)
+        successor = plan.continued(
+            Semester.parse(semester), pupil=pupil, school=school, by=user.sub
+        )
+        self.save_plans(plan, successor)
+        return plan, successor
+
+    def close_plan(self, plan_id: UUID, *, expected_version: int, user: Principal) -> Plan:
+        plan = self.plan_for_change(plan_id, user, expected_version)
+        plan.close(by=user.sub)
+        self.save_plans(plan)
+        return plan
+
+    # -- what provisioning will report (issue 5 wires its inbox to these) --------------------
+    def record_material_delivery(
+        self,
+        plan_id: UUID,
+        *,
+        delivery_id: str,
+        measure_id: str,
+        amount_eur: Decimal,
+        delivered_on: date,
+        by: str,
+    ) -> Plan:
+        plan = self.load(plan_id)
+        plan.record_material_delivery(
+            delivery_id=delivery_id,
+            measure_id=measure_id,
+            amount_eur=amount_eur,
+            delivered_on=delivered_on,
+            by=by,
+        )
+        self.save_plans(plan)
+        return plan
+
+    def record_provision_status(
+        self, plan_id: UUID, *, measure_id: str, provision_status: str, by: str
+    ) -> Plan:
+        plan = self.load(plan_id)
+        plan.record_provision_status(
+            measure_id=measure_id, provision_status=provision_status, by=by
+        )
+        self.save_plans(plan)
+        return plan
+
+    # -- reading -------------------------------------------------------------------------
+    def list_plans(
+        self,
+        school_ids: Sequence[str] | None,
+        *,
+        semester: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> list[dict[str, Any]]:
+        return self.plans.list(
+            self.query,
+            school_ids=school_ids,
+            semester=semester,
+            status=status,
+            limit=limit,
+            after=after,
+        )
+
+    def history(
+        self, plan_id: UUID, user: Principal, *, after: int = 0, limit: int = 1000
+    ) -> list[Any]:
+        """The plan's events in order (each with who and when), as stored."""
+        self.get_plan(plan_id, user)
+        return list(self.events.get(plan_id, gt=after, limit=limit))
+
+
+def approval_level(user: Principal) -> str:
+    """The level a caller approves (or returns) at follows from the caller's role."""
+    level = LEVEL_OF_ROLE.get(user.role)
+    if level is None:
+        raise ForbiddenError(f"role {user.role} does not approve plans")
+    return level

@@ -1,6 +1,291 @@
-"""Planning's request and answer schemas."""
+"""Planning's request and answer schemas (../shared/api.md)."""
 
-from marshmallow import Schema, fields
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, post_dump, validate
+
+from services.planning.domain import (
+    MEASURE_KINDS,
+    OUTCOMES,
+    RISK_OUTCOMES,
+    STATUSES,
+    Plan,
+    Semester,
+    today,
+)
+from shared.contracts import registry
+from shared.errors import PumpursError
+
+
+def _semester(value: str) -> None:
+    try:
+        Semester.parse(value)
+    except PumpursError:
+        raise ValidationError("not a semester like 2019-2020-1") from None
+
+
+def _cents(value: Decimal) -> None:
+    if value != value.quantize(Decimal("0.01")):
+        raise ValidationError("at most two decimals")
+
+
+def _amount(maximum: int) -> fields.Decimal:
+    return fields.Decimal(
+        allow_none=True,
+        validate=[validate.Range(min=Decimal("0.01"), max=Decimal(maximum)), _cents],
+    )
+
+
+class Hours(fields.Field):
+    """Hours as a JSON number (1.5), never a float in the store."""
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        if value is None:
+            return None
+        value = Decimal(value)
+        return int(value) if value == value.to_integral_value() else float(value)
+
+
+class Versioned(Schema):
+    expected_version = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+
+
+class VersionQuerySchema(Schema):
+    expected_version = fields.Integer(required=True, validate=validate.Range(min=1))
+
+
+# -- requests ---------------------------------------------------------------------------
+
+
+class ConsentSchema(Schema):
+    given_by = fields.String(required=True, validate=validate.OneOf(["parent", "pupil"]))
+    signed_on = fields.Date(required=True)
+
+
+class DraftPlanSchema(Schema):
+    pupil_id = fields.UUID(required=True)
+    semester = fields.String(required=True, validate=_semester)
+    consent = fields.Nested(ConsentSchema, required=True)
+
+
+class MeasureRequestSchema(Versioned):
+    kind = fields.String(required=True, validate=validate.OneOf(MEASURE_KINDS))
+    risk_code = fields.String(required=True, validate=validate.Length(min=3, max=64))
+    justification = fields.String(required=True, validate=validate.Length(min=1, max=4000))
+    hours = _amount(1000)
+    amount_eur = _amount(100_000)
+    subject = fields.String(allow_none=True, validate=validate.Length(min=1, max=100))
+
+
+class ReasonSchema(Versioned):
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=4000))
+
+
+class EvaluateSchema(Versioned):
+    risk_outcomes = fields.Dict(
+        keys=fields.String(validate=validate.Length(min=3, max=64)),
+        values=fields.String(validate=validate.OneOf(RISK_OUTCOMES)),
+        required=True,
+    )
+    outcome = fields.String(required=True, validate=validate.OneOf(OUTCOMES))
+
+
+class ContinueSchema(Versioned):
+    semester = fields.String(required=True, validate=_semester)
+
+
+class ConsultationRequestSchema(Versioned):
+    measure_id = fields.UUID(required=True)
+    date = fields.Date(required=True)
+    hours = fields.Decimal(
+        required=True, validate=[validate.Range(min=Decimal("0.01"), max=Decimal(24)), _cents]
+    )
+    provider = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    topic = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    remote = fields.Boolean(required=True)
+
+
+class ConfirmSchema(Versioned):
+    confirmed_on = fields.Date(required=True)
+
+
+class PlansQuerySchema(Schema):
+    school_id = fields.String(validate=validate.Length(min=1, max=100))
+    semester = fields.String(validate=_semester)
+    status = fields.String(validate=validate.OneOf(STATUSES))
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=500))
+    after = fields.UUID()
+
+
+class HistoryQuerySchema(Schema):
+    after = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    limit = fields.Integer(load_default=1000, validate=validate.Range(min=1, max=1000))
+
+
+# -- answers ---------------------------------------------------------------------------
+
+
+class PlanVersionSchema(Schema):
+    plan_id = fields.UUID(attribute="id")
+    status = fields.String()
+    version = fields.Integer()
+
+
+class MeasureCreatedSchema(Schema):
+    measure_id = fields.String()
+    version = fields.Integer()
+
+
+class ConsultationCreatedSchema(Schema):
+    consultation_id = fields.String()
+    version = fields.Integer()
+
+
+class ContinuedSchema(Schema):
+    plan_id = fields.String()
+    version = fields.Integer()
+    previous_plan_id = fields.String()
+    previous_version = fields.Integer()
+
+
+class ApprovalSchema(Schema):
+    level = fields.String()
+    by = fields.String()
+    at = fields.DateTime()
+
+
+class MeasureSchema(Schema):
+    measure_id = fields.String()
+    kind = fields.String()
+    risk_code = fields.String()
+    justification = fields.String()
+    hours = Hours()
+    amount_eur = fields.Decimal(places=2, as_string=True, allow_none=True)
+    subject = fields.String(allow_none=True)
+    provision_status = fields.String(allow_none=True)
+    logged_hours = Hours()
+    delivered_eur = fields.Decimal(places=2, as_string=True, allow_none=True)
+
+    @post_dump
+    def _only_what_applies(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return {k: v for k, v in data.items() if v is not None}
+
+
+class ConsultationSchema(Schema):
+    consultation_id = fields.String()
+    measure_id = fields.String()
+    date = fields.Date()
+    hours = Hours()
+    provider = fields.String()
+    topic = fields.String()
+    remote = fields.Boolean()
+    confirmed = fields.Boolean()
+    confirmed_on = fields.Date(allow_none=True)
+    flagged = fields.Boolean()
+    cost_eur = fields.Decimal(places=2, as_string=True)
+
+
+class PlanSchema(Schema):
+    plan_id = fields.UUID(attribute="id")
+    pupil_id = fields.String()
+    school_id = fields.String()
+    semester = fields.String()
+    status = fields.String()
+    status_reason = fields.String(allow_none=True)
+    author = fields.String()
+    consent = fields.Method("_consent")
+    approval_levels = fields.List(fields.String(), attribute="levels")
+    pending_level = fields.String(allow_none=True)
+    approvals = fields.List(fields.Nested(ApprovalSchema))
+    risk_codes = fields.List(fields.String())
+    measures = fields.Method("_measures")
+    consultations = fields.Method("_consultations")
+    flagged_consultations = fields.Method("_flagged")
+    spent_eur = fields.Decimal(places=2, as_string=True)
+    risk_outcomes = fields.Dict(keys=fields.String(), values=fields.String())
+    outcome = fields.String(allow_none=True)
+    previous_plan_id = fields.String(allow_none=True)
+    next_plan_id = fields.String(allow_none=True)
+    created_on = fields.DateTime()
+    modified_on = fields.DateTime()
+    version = fields.Integer()
+
+    def _consent(self, plan: Plan) -> dict[str, Any]:
+        return {"given_by": plan.consent_given_by, "signed_on": plan.consent_signed_on.isoformat()}
+
+    def _measures(self, plan: Plan) -> list[dict[str, Any]]:
+        rows = []
+        for m in plan.measures.values():
+            consultation = m["hours"] is not None
+            rows.append(
+                {
+                    **m,
+                    "logged_hours": plan.logged_hours(m["measure_id"]) if consultation else None,
+                    "delivered_eur": None if consultation else plan.delivered_eur(m["measure_id"]),
+                }
+            )
+        return list(MeasureSchema(many=True).dump(rows))
+
+    def _consultations(self, plan: Plan) -> list[dict[str, Any]]:
+        on = today()
+        rows = [
+            {
+                **c,
+                "confirmed": c["confirmed_on"] is not None,
+                "flagged": plan.is_flagged(c, on),
+            }
+            for c in plan.consultations.values()
+        ]
+        return list(ConsultationSchema(many=True).dump(rows))
+
+    def _flagged(self, plan: Plan) -> int:
+        on = today()
+        return sum(1 for c in plan.consultations.values() if plan.is_flagged(c, on))
+
+
+class PlanItemSchema(Schema):
+    plan_id = fields.String()
+    pupil_id = fields.String()
+    school_id = fields.String()
+    semester = fields.String()
+    status = fields.String()
+    pending_level = fields.String(allow_none=True)
+    previous_plan_id = fields.String(allow_none=True)
+    next_plan_id = fields.String(allow_none=True)
+    outcome = fields.String(allow_none=True)
+    spent_eur = fields.String()
+    version = fields.Integer()
+
+
+class PlanListSchema(Schema):
+    items = fields.List(fields.Nested(PlanItemSchema))
+    next_after = fields.String(allow_none=True)
+
+
+_INTERNAL = {"originator_id", "originator_version", "timestamp", "originator_topic", "by"}
+
+
+class HistoryEntrySchema(Schema):
+    version = fields.Integer(attribute="originator_version")
+    event = fields.Method("_event")
+    at = fields.DateTime(attribute="timestamp")
+    by = fields.String()
+    changes = fields.Method("_changes")
+
+    def _event(self, event: Any) -> str:
+        return registry.for_domain_event("planning", type(event).__qualname__).event_type
+
+    def _changes(self, event: Any) -> dict[str, Any]:
+        return {k: v for k, v in vars(event).items() if k not in _INTERNAL}
+
+
+class HistorySchema(Schema):
+    plan_id = fields.String()
+    items = fields.List(fields.Nested(HistoryEntrySchema))
+    next_after = fields.Integer(allow_none=True)
 
 
 class PupilsQuerySchema(Schema):

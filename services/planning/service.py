@@ -1,20 +1,54 @@
-"""Planning's entrypoints."""
+"""Planning's entrypoints: load schema, call the application, dump schema."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from uuid import UUID
 
 from services.planning.application import PlanningApplication
-from services.planning.schemas import PupilListSchema, PupilsQuerySchema
-from shared.auth import NATIONWIDE_ROLES, Principal
+from services.planning.schemas import (
+    ConfirmSchema,
+    ConsultationCreatedSchema,
+    ConsultationRequestSchema,
+    ContinuedSchema,
+    ContinueSchema,
+    DraftPlanSchema,
+    EvaluateSchema,
+    HistoryQuerySchema,
+    HistorySchema,
+    MeasureCreatedSchema,
+    MeasureRequestSchema,
+    PlanListSchema,
+    PlanSchema,
+    PlansQuerySchema,
+    PlanVersionSchema,
+    PupilListSchema,
+    PupilsQuerySchema,
+    ReasonSchema,
+    Versioned,
+    VersionQuerySchema,
+)
+from shared.auth import (
+    AUDITOR,
+    DIRECTOR,
+    MUNICIPAL_COORDINATOR,
+    NATIONAL_COORDINATOR,
+    NATIONWIDE_ROLES,
+    SCHOOL_ROLES,
+    TEACHER,
+    Principal,
+)
 from shared.eventstore import EventStore
 from shared.inbox import IncomingEvent, inbox
 from shared.schools import reference_schools
 from shared.service import ServiceBase
 from shared.web import Call, route
 
-READERS = ("teacher", "director", "municipal_coordinator", "national_coordinator", "auditor")
+READERS = (TEACHER, DIRECTOR, MUNICIPAL_COORDINATOR, NATIONAL_COORDINATOR, AUDITOR)
+AUTHORS = (TEACHER, DIRECTOR)
+APPROVERS = (DIRECTOR, MUNICIPAL_COORDINATOR, NATIONAL_COORDINATOR)
+PLAN = "/plans/<uuid:plan_id>"
 
 
 def make_application(env: Mapping[str, str]) -> PlanningApplication:
@@ -25,7 +59,10 @@ def visible_schools(principal: Principal, requested: str | None) -> list[str] | 
     """The schools a list may show: the tenant's, narrowed by the request."""
     if principal.role in NATIONWIDE_ROLES:
         return [requested] if requested else None
-    schools = [s for s in reference_schools() if principal.sees_school(s)]
+    if principal.role in SCHOOL_ROLES and principal.school:
+        schools = [principal.school]
+    else:
+        schools = [s for s in reference_schools() if principal.sees_school(s)]
     return [s for s in schools if s == requested] if requested else schools
 
 
@@ -37,7 +74,147 @@ class PlanningService(ServiceBase):
     def on_identification_event(self, event: IncomingEvent) -> None:
         self.app.apply_identification_event(event)
 
+    # Issue 5: ``@inbox("provisioning")`` calls app.record_material_delivery and
+    # app.record_provision_status once provisioning publishes its contracts.
+
     @route("GET", "/pupils-at-risk", query=PupilsQuerySchema, answer=PupilListSchema, roles=READERS)
     def pupils_at_risk(self, call: Call) -> Any:
         schools = visible_schools(call.user, call.query.get("school_id"))
         return {"items": self.app.pupils_at_risk(schools)}
+
+    # -- plans ------------------------------------------------------------------------
+    @route(
+        "POST", "/plans", body=DraftPlanSchema, answer=PlanVersionSchema, status=201, roles=AUTHORS
+    )
+    def draft_plan(self, call: Call) -> Any:
+        return self.app.draft_plan(**call.body, user=call.user)
+
+    @route("GET", PLAN, answer=PlanSchema, roles=READERS)
+    def get_plan(self, call: Call, plan_id: UUID) -> Any:
+        return self.app.get_plan(plan_id, call.user)
+
+    @route("GET", "/plans", query=PlansQuerySchema, answer=PlanListSchema, roles=READERS)
+    def list_plans(self, call: Call) -> Any:
+        query = dict(call.query)
+        schools = visible_schools(call.user, query.pop("school_id", None))
+        after = str(query.pop("after")) if query.get("after") else None
+        items = self.app.list_plans(schools, after=after, **query)
+        full = len(items) == query["limit"]
+        return {"items": items, "next_after": items[-1]["plan_id"] if full else None}
+
+    @route("GET", f"{PLAN}/history", query=HistoryQuerySchema, answer=HistorySchema, roles=READERS)
+    def plan_history(self, call: Call, plan_id: UUID) -> Any:
+        events = self.app.history(plan_id, call.user, **call.query)
+        full = len(events) == call.query["limit"]
+        last = events[-1].originator_version if full else None
+        return {"plan_id": str(plan_id), "items": events, "next_after": last}
+
+    # -- measures -----------------------------------------------------------------------
+    @route(
+        "POST",
+        f"{PLAN}/measures",
+        body=MeasureRequestSchema,
+        answer=MeasureCreatedSchema,
+        status=201,
+        roles=AUTHORS,
+    )
+    def add_measure(self, call: Call, plan_id: UUID) -> Any:
+        plan, measure_id = self.app.add_measure(plan_id, **call.body, user=call.user)
+        return {"measure_id": measure_id, "version": plan.version}
+
+    @route(
+        "PUT",
+        f"{PLAN}/measures/<uuid:measure_id>",
+        body=MeasureRequestSchema,
+        answer=PlanVersionSchema,
+        roles=AUTHORS,
+    )
+    def change_measure(self, call: Call, plan_id: UUID, measure_id: UUID) -> Any:
+        return self.app.change_measure(plan_id, measure_id, **call.body, user=call.user)
+
+    @route(
+        "DELETE",
+        f"{PLAN}/measures/<uuid:measure_id>",
+        query=VersionQuerySchema,
+        answer=PlanVersionSchema,
+        roles=AUTHORS,
+    )
+    def remove_measure(self, call: Call, plan_id: UUID, measure_id: UUID) -> Any:
+        return self.app.remove_measure(plan_id, measure_id, **call.query, user=call.user)
+
+    # -- the lifecycle ----------------------------------------------------------------
+    @route("POST", f"{PLAN}/submit", body=Versioned, answer=PlanVersionSchema, roles=AUTHORS)
+    def submit(self, call: Call, plan_id: UUID) -> Any:
+        return self.app.submit(plan_id, **call.body, user=call.user)
+
+    @route("POST", f"{PLAN}/approve", body=Versioned, answer=PlanVersionSchema, roles=APPROVERS)
+    def approve(self, call: Call, plan_id: UUID) -> Any:
+        return self.app.approve(plan_id, **call.body, user=call.user)
+
+    @route("POST", f"{PLAN}/return", body=ReasonSchema, answer=PlanVersionSchema, roles=APPROVERS)
+    def return_to_author(self, call: Call, plan_id: UUID) -> Any:
+        return self.app.return_to_author(plan_id, **call.body, user=call.user)
+
+    @route("POST", f"{PLAN}/revise", body=ReasonSchema, answer=PlanVersionSchema, roles=AUTHORS)
+    def revise(self, call: Call, plan_id: UUID) -> Any:
+        return self.app.revise(plan_id, **call.body, user=call.user)
+
+    @route("POST", f"{PLAN}/suspend", body=ReasonSchema, answer=PlanVersionSchema, roles=AUTHORS)
+    def suspend(self, call: Call, plan_id: UUID) -> Any:
+        return self.app.suspend(plan_id, **call.body, user=call.user)
+
+    @route("POST", f"{PLAN}/resume", body=Versioned, answer=PlanVersionSchema, roles=AUTHORS)
+    def resume(self, call: Call, plan_id: UUID) -> Any:
+        return self.app.resume(plan_id, **call.body, user=call.user)
+
+    @route("POST", f"{PLAN}/deactivate", body=ReasonSchema, answer=PlanVersionSchema, roles=AUTHORS)
+    def deactivate(self, call: Call, plan_id: UUID) -> Any:
+        return self.app.deactivate(plan_id, **call.body, user=call.user)
+
+    @route("POST", f"{PLAN}/evaluate", body=EvaluateSchema, answer=PlanVersionSchema, roles=AUTHORS)
+    def evaluate(self, call: Call, plan_id: UUID) -> Any:
+        return self.app.evaluate(plan_id, **call.body, user=call.user)
+
+    @route(
+        "POST",
+        f"{PLAN}/continue",
+        body=ContinueSchema,
+        answer=ContinuedSchema,
+        status=201,
+        roles=AUTHORS,
+    )
+    def continue_plan(self, call: Call, plan_id: UUID) -> Any:
+        previous, plan = self.app.continue_plan(plan_id, **call.body, user=call.user)
+        return {
+            "plan_id": str(plan.id),
+            "version": plan.version,
+            "previous_plan_id": str(previous.id),
+            "previous_version": previous.version,
+        }
+
+    @route("POST", f"{PLAN}/close", body=Versioned, answer=PlanVersionSchema, roles=AUTHORS)
+    def close(self, call: Call, plan_id: UUID) -> Any:
+        return self.app.close_plan(plan_id, **call.body, user=call.user)
+
+    # -- delivered consultations --------------------------------------------------------
+    @route(
+        "POST",
+        f"{PLAN}/consultations",
+        body=ConsultationRequestSchema,
+        answer=ConsultationCreatedSchema,
+        status=201,
+        roles=AUTHORS,
+    )
+    def log_consultation(self, call: Call, plan_id: UUID) -> Any:
+        plan, consultation_id = self.app.log_consultation(plan_id, **call.body, user=call.user)
+        return {"consultation_id": consultation_id, "version": plan.version}
+
+    @route(
+        "POST",
+        f"{PLAN}/consultations/<uuid:consultation_id>/confirm",
+        body=ConfirmSchema,
+        answer=PlanVersionSchema,
+        roles=AUTHORS,
+    )
+    def confirm_consultation(self, call: Call, plan_id: UUID, consultation_id: UUID) -> Any:
+        return self.app.confirm_consultation(plan_id, consultation_id, **call.body, user=call.user)

@@ -1,0 +1,416 @@
+"""Planning's application on a real SQLite store: read model, tenancy, versions, snapshots."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eventsourcing.persistence import IntegrityError
+
+from services.planning.application import PlanningApplication, PlanNotFoundError, load_rates
+from services.planning.domain import (
+    PlanAlreadyExistsError,
+    PupilDepartedError,
+    PupilNotAtRiskError,
+    PupilNotEligibleError,
+    PupilNotFoundError,
+    RiskSignNotActiveError,
+)
+from shared.auth import Principal
+from shared.contracts import Envelope
+from shared.errors import ForbiddenError, StaleVersionError
+from shared.inbox import IncomingEvent
+from shared.outbox import read_envelopes
+from shared.store import store_env
+
+SCHOOL = "daugavpils-10-vsk"
+OTHER = "daugavpils-12-vsk"
+TEACHER = Principal("anna", "teacher", school=SCHOOL)
+DIRECTOR = Principal("dace", "director", school=SCHOOL)
+COORDINATOR = Principal("maris", "municipal_coordinator", municipality="daugavpils")
+IKVD = Principal("ilze", "national_coordinator")
+CONSENT = {"given_by": "parent", "signed_on": date(2019, 9, 2)}
+
+
+class Identification:
+    """Feeds the application identification's events, numbered like a real source."""
+
+    def __init__(self, app: PlanningApplication) -> None:
+        self.app = app
+        self.last = 0
+        self.versions: dict[str, int] = {}
+
+    def send(self, event_type: str, aggregate_id: str, payload: dict[str, Any]) -> None:
+        self.last += 1
+        self.versions[aggregate_id] = self.versions.get(aggregate_id, 0) + 1
+        envelope = Envelope(
+            event_id=str(uuid.uuid4()),
+            event_type=event_type,
+            schema_version=1,
+            source="identification",
+            notification_id=self.last,
+            previous_id=self.last - 1 or None,
+            occurred_at=datetime(2019, 10, 1, tzinfo=UTC),
+            aggregate_id=aggregate_id,
+            aggregate_version=self.versions[aggregate_id],
+            actor="anna",
+            payload=payload,
+        )
+        self.app.apply_identification_event(IncomingEvent(envelope, payload))
+
+    def pupil(
+        self, school: str = SCHOOL, grade: int = 7, codes: tuple[str, ...] = ("learning.absences",)
+    ) -> str:
+        pupil_id = str(uuid.uuid4())
+        self.send(
+            "pupil_registered", pupil_id, {"school_id": school, "grade": grade, "gender": "F"}
+        )
+        for code in codes:
+            self.send(
+                "risk_sign_recorded",
+                pupil_id,
+                {"code": code, "observed_on": date(2019, 9, 20), "source": "assessment"},
+            )
+        if codes:
+            self.send("pupil_flagged_at_risk", pupil_id, {"school_id": school})
+        return pupil_id
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[PlanningApplication]:
+    application = PlanningApplication(store_env("planning", tmp_path, {}))
+    yield application
+    application.close()
+
+
+@pytest.fixture
+def identification(app: PlanningApplication) -> Identification:
+    return Identification(app)
+
+
+def draft(app: PlanningApplication, pupil_id: str, semester: str = "2019-2020-1") -> Any:
+    return app.draft_plan(
+        pupil_id=uuid.UUID(pupil_id), semester=semester, consent=CONSENT, user=TEACHER
+    )
+
+
+def with_measure(app: PlanningApplication, plan: Any) -> tuple[Any, str]:
+    return app.add_measure(
+        plan.id,
+        kind="psychologist",
+        risk_code="learning.absences",
+        justification="weekly talks",
+        hours=Decimal(6),
+        expected_version=plan.version,
+        user=TEACHER,
+    )
+
+
+def approved(app: PlanningApplication, identification: Identification) -> tuple[Any, str]:
+    plan, measure_id = with_measure(app, draft(app, identification.pupil()))
+    plan = app.submit(plan.id, expected_version=plan.version, user=TEACHER)
+    for approver in (DIRECTOR, COORDINATOR, IKVD):
+        plan = app.approve(plan.id, expected_version=plan.version, user=approver)
+    return plan, measure_id
+
+
+# -- planning's view of pupils -----------------------------------------------------------------
+
+
+def test_a_plan_needs_a_pupil_planning_knows_to_be_at_risk(
+    app: PlanningApplication, identification: Identification
+) -> None:
+    with pytest.raises(PupilNotFoundError):
+        draft(app, str(uuid.uuid4()))
+    with pytest.raises(PupilNotAtRiskError):
+        draft(app, identification.pupil(codes=()))
+    with pytest.raises(PupilNotEligibleError):
+        draft(app, identification.pupil(grade=3), semester="2020-2021-2")
+    assert draft(app, identification.pupil(grade=3), semester="2021-2022-1").status == "draft"
+
+
+def test_a_cleared_or_resolved_risk_and_a_departure_reach_the_read_model(
+    app: PlanningApplication, identification: Identification
+) -> None:
+    pupil_id = identification.pupil(codes=("learning.absences", "family.crisis"))
+    plan = draft(app, pupil_id)
+    assert plan.risk_codes == ["family.crisis", "learning.absences"]
+    identification.send("risk_sign_resolved", pupil_id, {"code": "family.crisis"})
+    with pytest.raises(RiskSignNotActiveError):
+        app.add_measure(
+            plan.id,
+            kind="psychologist",
+            risk_code="family.crisis",
+            justification="talks",
+            hours=Decimal(2),
+            expected_version=1,
+            user=TEACHER,
+        )
+    identification.send("pupil_risk_cleared", pupil_id, {"school_id": SCHOOL})
+    with pytest.raises(PupilNotAtRiskError):
+        draft(app, pupil_id, semester="2019-2020-2")
+    departed = identification.pupil()
+    identification.send(
+        "pupil_departed",
+        departed,
+        {"reason": "moved_abroad", "on": date(2019, 11, 1), "to_school_id": None},
+    )
+    with pytest.raises(PupilDepartedError):
+        draft(app, departed)
+    rows = app.query(
+        "SELECT pupil_id, applied_events FROM planning_pupils WHERE pupil_id = ?", (pupil_id,)
+    )
+    assert rows[0]["applied_events"] == 6  # each event of the pupil applied once
+
+
+def test_schools_registered_by_identification_decide_the_approval_chain(
+    app: PlanningApplication, identification: Identification
+) -> None:
+    identification.send(
+        "school_registered",
+        str(uuid.uuid4()),
+        {
+            "school_id": "daugavpils-tech",
+            "name": "Daugavpils Technical School",
+            "municipality": "daugavpils",
+            "kind": "vocational",
+            "owner": "state",
+            "grade_from": 1,
+            "grade_to": 4,
+        },
+    )
+    teacher = Principal("t", "teacher", school="daugavpils-tech")
+    pupil_id = identification.pupil(school="daugavpils-tech", grade=2)
+    plan = app.draft_plan(
+        pupil_id=uuid.UUID(pupil_id), semester="2019-2020-1", consent=CONSENT, user=teacher
+    )
+    assert plan.levels == ["school", "national"]
+    with pytest.raises(PupilNotEligibleError):
+        app.draft_plan(
+            pupil_id=uuid.UUID(identification.pupil(school="daugavpils-tech", grade=5)),
+            semester="2019-2020-1",
+            consent=CONSENT,
+            user=teacher,
+        )
+
+
+# -- one plan per pupil and semester -----------------------------------------------------------
+
+
+def test_a_second_plan_for_the_same_pupil_and_semester_is_refused(
+    app: PlanningApplication, identification: Identification
+) -> None:
+    pupil_id = identification.pupil()
+    first = draft(app, pupil_id)
+    head = app.head()
+    with pytest.raises(PlanAlreadyExistsError) as refused:
+        draft(app, pupil_id)
+    assert refused.value.details == {"plan_id": str(first.id)}
+    assert app.head() == head
+    assert draft(app, pupil_id, semester="2019-2020-2").semester == "2019-2020-2"
+    # A deactivated (deleted) plan frees the semester again.
+    app.deactivate(first.id, reason="wrong pupil", expected_version=1, user=TEACHER)
+    assert draft(app, pupil_id).id != first.id
+
+
+def test_the_unique_index_holds_even_if_the_check_is_raced(
+    app: PlanningApplication, identification: Identification
+) -> None:
+    pupil_id = identification.pupil()
+    draft(app, pupil_id)
+    app.check_no_live_plan = lambda *args: None  # type: ignore[method-assign]
+    head = app.head()
+    with pytest.raises(IntegrityError):
+        draft(app, pupil_id)
+    assert app.head() == head  # the events rolled back with the read-model row
+
+
+# -- tenancy, roles and versions ---------------------------------------------------------------
+
+
+def test_another_schools_plan_is_not_found_and_unchanged(
+    app: PlanningApplication, identification: Identification
+) -> None:
+    plan = draft(app, identification.pupil())
+    stranger = Principal("olga", "teacher", school=OTHER)
+    riga = Principal("x", "municipal_coordinator", municipality="riga")
+    for user in (stranger, riga, Principal("op", "operator")):
+        with pytest.raises(PlanNotFoundError):
+            app.get_plan(plan.id, user)
+        with pytest.raises(PlanNotFoundError):
+            app.submit(plan.id, expected_version=1, user=user)
+    with pytest.raises(PupilNotFoundError):
+        app.draft_plan(
+            pupil_id=uuid.UUID(plan.pupil_id),
+            semester="2019-2020-2",
+            consent=CONSENT,
+            user=stranger,
+        )
+    assert app.get_plan(plan.id, COORDINATOR).version == 1
+
+
+def test_the_approving_level_follows_from_the_role(
+    app: PlanningApplication, identification: Identification
+) -> None:
+    plan, _ = with_measure(app, draft(app, identification.pupil()))
+    plan = app.submit(plan.id, expected_version=plan.version, user=TEACHER)
+    with pytest.raises(ForbiddenError):
+        app.approve(plan.id, expected_version=plan.version, user=TEACHER)
+    plan = app.approve(plan.id, expected_version=plan.version, user=DIRECTOR)
+    plan = app.approve(plan.id, expected_version=plan.version, user=COORDINATOR)
+    assert plan.pending_level == "national"
+    assert [a["by"] for a in plan.approvals] == ["dace", "maris"]
+
+
+def test_a_stale_expected_version_changes_nothing(
+    app: PlanningApplication, identification: Identification
+) -> None:
+    plan, _ = with_measure(app, draft(app, identification.pupil()))
+    head = app.head()
+    with pytest.raises(StaleVersionError) as refused:
+        app.submit(plan.id, expected_version=1, user=TEACHER)
+    assert refused.value.details == {"expected_version": 1, "current_version": 2}
+    assert app.head() == head
+    assert app.get_plan(plan.id, TEACHER).status == "draft"
+
+
+# -- money, departure, continuation ------------------------------------------------------------
+
+
+def test_consultations_cost_the_rate_of_the_rates_file(
+    app: PlanningApplication, identification: Identification
+) -> None:
+    plan, measure_id = approved(app, identification)
+    plan, _ = app.log_consultation(
+        plan.id,
+        measure_id=uuid.UUID(measure_id),
+        date=date(2019, 10, 1),
+        hours=Decimal("1.5"),
+        provider="J. Ozola",
+        topic="attendance",
+        remote=False,
+        expected_version=plan.version,
+        user=TEACHER,
+    )
+    rate = load_rates()["psychologist"]
+    assert plan.spent_eur == (rate * Decimal("1.5")).quantize(Decimal("0.01"))
+    row = app.list_plans([SCHOOL])[0]
+    assert (row["status"], row["spent_eur"]) == ("in_progress", f"{plan.spent_eur:.2f}")
+
+
+def test_a_departure_closes_the_pupils_active_plans_with_its_tracking_record(
+    app: PlanningApplication, identification: Identification
+) -> None:
+    plan, _ = approved(app, identification)
+    later = draft(app, plan.pupil_id, semester="2019-2020-2")
+    identification.send(
+        "pupil_departed",
+        plan.pupil_id,
+        {"reason": "transferred", "on": date(2019, 11, 4), "to_school_id": OTHER},
+    )
+    for plan_id in (plan.id, later.id):
+        closed = app.get_plan(plan_id, TEACHER)
+        assert (closed.status, closed.outcome) == ("closed", "transferred")
+    assert {r["status"] for r in app.list_plans([SCHOOL])} == {"closed"}
+    assert app.last_tracked("identification") == identification.last
+    last = read_envelopes(app, app.head() - 2, 10)
+    assert [e.event_type for e in last] == ["plan_closed", "plan_closed"]
+    assert {e.payload["cause"] for e in last} == {"pupil_departed"}
+
+
+def test_continuing_creates_the_next_semesters_linked_draft(
+    app: PlanningApplication, identification: Identification
+) -> None:
+    plan, _ = approved(app, identification)
+    plan = app.evaluate(
+        plan.id,
+        risk_outcomes={"learning.absences": "reduced"},
+        outcome="continues_learning",
+        expected_version=plan.version,
+        user=TEACHER,
+    )
+    previous, successor = app.continue_plan(
+        plan.id, semester="2019-2020-2", expected_version=plan.version, user=TEACHER
+    )
+    assert app.get_plan(previous.id, TEACHER).next_plan_id == str(successor.id)
+    reloaded = app.get_plan(successor.id, TEACHER)
+    assert (reloaded.status, reloaded.previous_plan_id) == ("draft", str(plan.id))
+    assert [m["hours"] for m in reloaded.measures.values()] == [Decimal("6.00")]
+    rows = {r["plan_id"]: r for r in app.list_plans([SCHOOL])}
+    assert rows[str(plan.id)]["next_plan_id"] == str(successor.id)
+    assert rows[str(successor.id)]["previous_plan_id"] == str(plan.id)
+    with pytest.raises(PlanAlreadyExistsError):
+        draft(app, plan.pupil_id, semester="2019-2020-2")
+
+
+# -- lists, history, snapshots -----------------------------------------------------------------
+
+
+def test_plans_list_by_school_semester_and_status_in_pages(
+    app: PlanningApplication, identification: Identification
+) -> None:
+    mine = [draft(app, identification.pupil()) for _ in range(5)]
+    app.submit(with_measure(app, mine[0])[0].id, expected_version=2, user=TEACHER)
+    other = Principal("o", "teacher", school=OTHER)
+    app.draft_plan(
+        pupil_id=uuid.UUID(identification.pupil(school=OTHER)),
+        semester="2019-2020-1",
+        consent=CONSENT,
+        user=other,
+    )
+    assert len(app.list_plans([SCHOOL])) == 5
+    assert len(app.list_plans(None)) == 6
+    assert [r["plan_id"] for r in app.list_plans([SCHOOL], status="in_approval")] == [
+        str(mine[0].id)
+    ]
+    assert app.list_plans([SCHOOL], semester="2019-2020-2") == []
+    first = app.list_plans([SCHOOL], limit=2)
+    rest = app.list_plans([SCHOOL], limit=10, after=first[-1]["plan_id"])
+    assert len(first) == 2 and len(rest) == 3
+    assert sorted(r["plan_id"] for r in first + rest) == sorted(str(p.id) for p in mine)
+
+
+def test_history_lists_every_event_in_order_with_who_and_when(
+    app: PlanningApplication, identification: Identification
+) -> None:
+    plan, _ = approved(app, identification)
+    events = app.history(plan.id, COORDINATOR)
+    assert [e.originator_version for e in events] == list(range(1, plan.version + 1))
+    assert [type(e).__qualname__ for e in events][:3] == [
+        "Plan.Drafted",
+        "Plan.MeasureAdded",
+        "Plan.Submitted",
+    ]
+    assert [e.by for e in events][-3:] == ["maris", "ilze", "ilze"]
+    assert all(e.timestamp.tzinfo is not None for e in events)
+    assert len(app.history(plan.id, TEACHER, after=3, limit=2)) == 2
+
+
+def test_a_long_history_loads_from_a_snapshot_to_the_same_state(
+    app: PlanningApplication, identification: Identification
+) -> None:
+    plan, measure_id = approved(app, identification)
+    for day in range(1, 61):
+        plan, _ = app.log_consultation(
+            plan.id,
+            measure_id=uuid.UUID(measure_id),
+            date=date(2019, 10, 1 + day % 28),
+            hours=Decimal("0.1"),
+            provider="p",
+            topic="t",
+            remote=day % 2 == 0,
+            expected_version=plan.version,
+            user=TEACHER,
+        )
+    assert plan.version > 60
+    snapshots = list(app.snapshots.get(plan.id)) if app.snapshots else []
+    assert [s.originator_version for s in snapshots] == [50]
+    from_snapshot = app.get_plan(plan.id, TEACHER)
+    replayed = app.repository.get(plan.id, version=plan.version)  # events only, no snapshot
+    assert vars(from_snapshot) == vars(replayed)
+    assert from_snapshot.spent_eur == Decimal("120.00")  # 60 x 0.1 h x 20.00 EUR
