@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 
 from shared.errors import UnprocessableError
-from shared.store import ServiceApplication
+from shared.store import ServiceApplication, Sql
 
 
 class IdempotencyKeyReusedError(UnprocessableError):
@@ -61,6 +61,11 @@ class IdempotencyStore:
                 "VALUES (?, ?, ?, ?) ON CONFLICT (key_hash) DO NOTHING",
                 (key_hash, request_hash, status, body.decode("utf-8")),
             )
+
+    def forget(self, sql: Sql, naming: str) -> None:
+        """Drop kept answers whose body names ``naming`` (an erased subject's id): their
+        request hash was taken over a body that may have held that subject's personal data."""
+        sql.execute(f"DELETE FROM {self.table} WHERE body LIKE ?", (f"%{naming}%",))
 
 
 def canonical(body: bytes) -> bytes:

@@ -1,47 +1,158 @@
-"""Identification's use cases: each gets, calls one command, saves."""
+"""Identification's use cases: each gets, calls one command, saves.
+
+Every save of pupils also keeps, in the same transaction, the pupils' read-model
+rows and (for new pupils) their wrapped keys and code-index entries; erasure deletes
+the latter. Personal data is sealed before it reaches an aggregate and opened only
+for a recorded read.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date
-from uuid import UUID
+from typing import Any
+from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
 
-from services.identification.domain import Pupil
-from shared.errors import NotFoundError
-from shared.store import ServiceApplication
+from services.identification.audit import PersonalDataReads
+from services.identification.crypto import KeyRing, PupilKey, master_key
+from services.identification.domain import (
+    ASSESSMENT,
+    PersonalData,
+    Pupil,
+    PupilErasedError,
+    School,
+    check_grade,
+)
+from services.identification.importer import ImportReport, JournalImport
+from services.identification.journal import Semester
+from services.identification.readmodels import PupilsList, SchoolDirectory
+from services.identification.vault import Vault, checkpoint
+from services.identification.views import EVIDENCE, REASON, pupil_view, seal_personal_data
+from shared.errors import ConflictError, InvalidInputError, NotFoundError
+from shared.idempotency import IdempotencyStore
+from shared.schools import School as SchoolInfo
+from shared.store import POSTGRES, ServiceApplication, Sql
 
 
 class PupilNotFoundError(NotFoundError):
     code = "pupil_not_found"
 
 
+class UnknownSchoolError(InvalidInputError):
+    code = "unknown_school"
+
+    def __init__(self, school_id: str, field: str = "school_id") -> None:
+        message = f"no school {school_id}"
+        super().__init__(message, {"fields": {field: [message]}})
+
+
+class SchoolAlreadyRegisteredError(ConflictError):
+    code = "school_already_registered"
+
+
+class PersonalCodeTakenError(ConflictError):
+    """The personal code is registered already: names the pupil, never the code."""
+
+    code = "personal_code_registered"
+
+    def __init__(self, pupil_id: UUID) -> None:
+        super().__init__(
+            f"this personal code is registered already, as pupil {pupil_id}",
+            {"pupil_id": str(pupil_id)},
+        )
+
+
+@dataclass(frozen=True)
+class NewPupil:
+    """A pupil not yet saved, with what the vault keeps for it."""
+
+    pupil: Pupil
+    key: PupilKey
+    wrapped_key: str
+    digest: str
+
+
 class IdentificationApplication(ServiceApplication):
     name = "identification"
 
-    def register_pupil(
-        self, *, school_id: str, grade: int, gender: str, birth_date: date, by: str
-    ) -> Pupil:
-        pupil = Pupil(school_id=school_id, grade=grade, gender=gender, birth_date=birth_date, by=by)
-        self.save(pupil)
-        return pupil
+    def __init__(self, env: Mapping[str, str] | None = None, master: bytes | None = None) -> None:
+        super().__init__(env)
+        self.keyring = KeyRing(master if master is not None else master_key(self.env))
+        prefix = self.table_prefix
+        self.vault, self.reads = Vault(prefix), PersonalDataReads(prefix)
+        self.pupils, self.schools = PupilsList(prefix), SchoolDirectory(prefix)
+        self.idempotency = IdempotencyStore(self)
+        with self.transaction() as sql:
+            if self.dialect == POSTGRES:  # replicas starting together create tables once
+                sql.execute("SELECT pg_advisory_xact_lock(hashtext('pumpurs-ddl'))")
+            for create in (
+                self.vault.create_tables,
+                self.reads.create_table,
+                self.pupils.create_table,
+                self.schools.create_table,
+            ):
+                create(sql)
 
-    def record_risk_sign(
-        self,
-        pupil_id: UUID,
-        *,
-        code: str,
-        observed_on: date,
-        evidence: str,
-        expected_version: int,
-        by: str,
-        source: str = "assessment",
+    # -- schools ------------------------------------------------------------------------------
+    def register_school(self, *, by: str, **fields: Any) -> School:
+        if self.schools.get(self.query, fields["school_id"]) is not None:
+            raise SchoolAlreadyRegisteredError(f"school {fields['school_id']} exists already")
+        School.check_new(fields["kind"], fields["grade_from"], fields["grade_to"])
+        school = School(**fields, by=by)
+        self.save(school, effects=[lambda sql: self.schools.add(sql, school.info())])
+        return school
+
+    def school(self, school_id: str, field: str = "school_id") -> SchoolInfo:
+        school = self.schools.get(self.query, school_id)
+        if school is None:
+            raise UnknownSchoolError(school_id, field)
+        return school
+
+    def all_schools(self) -> list[SchoolInfo]:
+        return self.schools.all(self.query)
+
+    # -- pupils -------------------------------------------------------------------------------
+    def register_pupil(
+        self, *, school_id: str, grade: int, gender: str, by: str, **personal: Any
     ) -> Pupil:
-        pupil = self.get_pupil(pupil_id)
-        pupil.check_version(expected_version)
-        pupil.record_risk_sign(code, observed_on, evidence, source, by)
-        self.save(pupil)
-        return pupil
+        check_grade(self.school(school_id), grade)
+        new = self.new_pupil(school_id, grade, gender, PersonalData.checked(**personal), by)
+        self.check_code_free(new.digest)
+        self.save_new_pupil(new)
+        return new.pupil
+
+    def new_pupil(
+        self, school_id: str, grade: int, gender: str, data: PersonalData, by: str
+    ) -> NewPupil:
+        key = self.keyring.new_pupil_key(uuid4())
+        sealed = seal_personal_data(key, data)
+        pupil = Pupil(key.pupil_id, school_id, grade, gender, sealed, by)
+        digest = self.keyring.code_digest(data.personal_code)
+        return NewPupil(pupil, key, self.keyring.wrap(key), digest)
+
+    def check_code_free(self, digest: str) -> None:
+        holder = self.vault.pupils_by_digest(self.query, [digest]).get(digest)
+        if holder is not None:
+            raise PersonalCodeTakenError(holder)
+
+    def save_new_pupil(self, new: NewPupil) -> None:
+        try:
+            self.save_pupils([new.pupil], [new])
+        except IntegrityError:  # registered concurrently: name the winner
+            self.check_code_free(new.digest)
+            raise
+
+    def save_pupils(self, pupils: Sequence[Pupil], new: Sequence[NewPupil] = ()) -> None:
+        """The pupils' new events, their list rows and the new pupils' keys, in one commit."""
+        rows = [(n.pupil.id, n.wrapped_key, n.digest) for n in new]
+        effects: list[Callable[[Sql], None]] = [lambda sql: self.pupils.upsert(sql, pupils)]
+        if rows:
+            effects.append(lambda sql: self.vault.keep(sql, rows))
+        self.save(*pupils, effects=effects)
 
     def get_pupil(self, pupil_id: UUID) -> Pupil:
         try:
@@ -51,3 +162,111 @@ class IdentificationApplication(ServiceApplication):
         if not isinstance(pupil, Pupil):
             raise PupilNotFoundError(f"pupil {pupil_id} not found")
         return pupil
+
+    def pupil_at(self, pupil_id: UUID, expected_version: int | None) -> Pupil:
+        pupil = self.get_pupil(pupil_id)
+        if expected_version is not None:
+            pupil.check_version(expected_version)
+        return pupil
+
+    def key_of(self, pupil: Pupil) -> PupilKey:
+        """The pupil's data key; an erased pupil has none."""
+        wrapped = None if pupil.erased else self.vault.wrapped_key(self.query, pupil.id)
+        if wrapped is None:
+            raise PupilErasedError(f"pupil {pupil.id} has been erased")
+        return self.keyring.unwrap(pupil.id, wrapped)
+
+    # -- risk signs, departure ------------------------------------------------------------------
+    def record_risk_sign(
+        self,
+        pupil_id: UUID,
+        *,
+        code: str,
+        observed_on: date,
+        evidence: str,
+        expected_version: int,
+        by: str,
+        source: str = ASSESSMENT,
+    ) -> Pupil:
+        pupil = self.pupil_at(pupil_id, expected_version)
+        pupil.check_can_record(code)
+        sealed = self.key_of(pupil).seal(EVIDENCE, evidence)
+        pupil.record_risk_sign(code, observed_on, sealed, source, by)
+        self.save_pupils([pupil])
+        return pupil
+
+    def resolve_risk_sign(
+        self, pupil_id: UUID, code: str, *, reason: str, expected_version: int, by: str
+    ) -> Pupil:
+        pupil = self.pupil_at(pupil_id, expected_version)
+        pupil.check_can_resolve(code)
+        pupil.resolve_risk_sign(code, self.key_of(pupil).seal(REASON, reason), by)
+        self.save_pupils([pupil])
+        return pupil
+
+    def record_departure(
+        self,
+        pupil_id: UUID,
+        *,
+        reason: str,
+        on: date,
+        expected_version: int,
+        by: str,
+        to_school_id: str | None = None,
+    ) -> Pupil:
+        pupil = self.pupil_at(pupil_id, expected_version)
+        if to_school_id is not None:
+            self.school(to_school_id, field="to_school_id")
+        pupil.depart(reason, on, to_school_id, by)
+        self.save_pupils([pupil])
+        return pupil
+
+    # -- erasure and reads of personal data -------------------------------------------------------
+    def erase_pupil(self, pupil_id: UUID, *, by: str, expected_version: int | None = None) -> Pupil:
+        """Destroy the pupil's key and code-index entry; the pupil id stays valid."""
+        pupil = self.pupil_at(pupil_id, expected_version)
+        pupil.erase(by)
+        self.save(pupil, effects=[lambda sql: self._forget(sql, pupil)])
+        self.fold_deleted_pages()
+        return pupil
+
+    def _forget(self, sql: Sql, pupil: Pupil) -> None:
+        self.vault.destroy(sql, pupil.id)
+        self.pupils.upsert(sql, [pupil])
+        # A kept answer naming the pupil was keyed by a hash of a request that held
+        # the pupil's personal data: that hash must go too.
+        self.idempotency.forget(sql, str(pupil.id))
+
+    def fold_deleted_pages(self) -> None:
+        """SQLite: fold the WAL (which still holds old page images) into the file."""
+        database = self.env.get("SQLITE_DBNAME")
+        if self.dialect != POSTGRES and database and ":memory:" not in database:
+            checkpoint(database)
+
+    def read_pupil(self, pupil: Pupil, *, reader: str, role: str) -> dict[str, Any]:
+        """The pupil with its personal data, after recording who reads it."""
+        if pupil.erased:
+            return pupil_view(pupil, None)
+        with self.transaction() as sql:
+            self.reads.record(sql, pupil.id, reader, role)
+        return pupil_view(pupil, self.key_or_none(pupil))
+
+    def key_or_none(self, pupil: Pupil) -> PupilKey | None:
+        try:
+            return self.key_of(pupil)
+        except PupilErasedError:  # erased between loading and reading
+            return None
+
+    def reads_of(self, pupil_id: UUID) -> list[dict[str, Any]]:
+        return self.reads.of_pupil(self.query, pupil_id)
+
+    def list_pupils(
+        self, school_ids: list[str] | None, filters: dict[str, Any], limit: int, after: str | None
+    ) -> list[dict[str, Any]]:
+        return self.pupils.page(self.query, school_ids, filters, limit, after)
+
+    # -- journal import -------------------------------------------------------------------------
+    def import_journal(self, *, school_id: str, semester: str, raw: bytes, by: str) -> ImportReport:
+        """One semester's e-journal export of a school (see services.identification.journal)."""
+        job = JournalImport(self, self.school(school_id), Semester.parse(semester), by)
+        return job.run(raw)

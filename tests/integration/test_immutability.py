@@ -23,7 +23,14 @@ def app(stores: Any) -> Any:
 
 def _one_pupil(app: Any) -> Any:
     return app.register_pupil(
-        school_id="daugavpils-10-vsk", grade=6, gender="F", birth_date=date(2010, 1, 2), by="t"
+        school_id="daugavpils-10-vsk",
+        grade=6,
+        gender="F",
+        given_name="Ilze",
+        family_name="Liepa",
+        personal_code="020110-20000",
+        birth_date=date(2010, 1, 2),
+        by="t",
     )
 
 

@@ -22,7 +22,14 @@ def app(tmp_path: Path) -> Any:
 
 def test_the_notification_log_becomes_a_chain_of_envelopes(app: Any) -> None:
     pupil = app.register_pupil(
-        school_id="daugavpils-6-vsk", grade=9, gender="M", birth_date=date(2006, 2, 3), by="anna"
+        school_id="daugavpils-6-vsk",
+        grade=9,
+        gender="M",
+        given_name="Pēteris",
+        family_name="Kalniņš",
+        personal_code="030206-20000",
+        birth_date=date(2006, 2, 3),
+        by="anna",
     )
     app.record_risk_sign(
         pupil.id,

@@ -1,0 +1,324 @@
+"""Identification's application on a real SQLite file: pupils, signs, tenancy data, erasure."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.identification.application import (
+    IdentificationApplication,
+    PersonalCodeTakenError,
+    SchoolAlreadyRegisteredError,
+    UnknownSchoolError,
+)
+from services.identification.domain import GradeOutOfRangeError, PupilErasedError
+from services.identification.personal_code import InvalidPersonalCodeError
+from shared.outbox import read_envelopes
+from shared.store import store_env
+
+SCHOOL = "daugavpils-10-vsk"
+GIVEN, FAMILY, CODE = "Kanārijs", "Ģirģensons-Žūriņš", "150607-20417"
+BORN = date(2007, 6, 15)
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[IdentificationApplication]:
+    application = IdentificationApplication(
+        store_env("identification", tmp_path, {}), master=os.urandom(32)
+    )
+    yield application
+    application.close()
+
+
+def register(app: IdentificationApplication, **overrides: Any) -> Any:
+    fields: dict[str, Any] = {
+        "school_id": SCHOOL,
+        "grade": 7,
+        "gender": "M",
+        "given_name": GIVEN,
+        "family_name": FAMILY,
+        "personal_code": CODE,
+        "birth_date": BORN,
+        "by": "teacher-1",
+    }
+    return app.register_pupil(**{**fields, **overrides})
+
+
+def database_bytes(tmp_path: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in tmp_path.glob("identification.sqlite*"))
+
+
+def test_a_registered_pupil_reads_back_in_full(app: IdentificationApplication) -> None:
+    pupil = register(app)
+    view = app.read_pupil(app.get_pupil(pupil.id), reader="teacher-1", role="teacher")
+    assert (view["given_name"], view["family_name"], view["personal_code"]) == (GIVEN, FAMILY, CODE)
+    assert view["birth_date"] == BORN
+    assert (view["status"], view["erased"], view["at_risk"], view["version"]) == (
+        "enrolled",
+        False,
+        False,
+        1,
+    )
+
+
+def test_personal_data_is_nowhere_in_the_database_in_the_clear(
+    app: IdentificationApplication, tmp_path: Path
+) -> None:
+    pupil = register(app)
+    app.record_risk_sign(
+        pupil.id,
+        code="family.crisis",
+        observed_on=date(2019, 10, 1),
+        evidence=f"{GIVEN}'s parents are divorcing",
+        expected_version=1,
+        by="teacher-1",
+    )
+    raw = database_bytes(tmp_path)
+    for secret in (GIVEN, FAMILY, CODE, CODE.replace("-", ""), "divorcing"):
+        assert secret.encode() not in raw
+        assert secret.encode("utf-16-le") not in raw
+
+
+def test_a_known_personal_code_is_refused_naming_the_pupil(app: IdentificationApplication) -> None:
+    first = register(app)
+    head = app.head()
+    with pytest.raises(PersonalCodeTakenError) as raised:
+        register(
+            app,
+            personal_code=CODE.replace("-", ""),
+            given_name="Other",
+            school_id="daugavpils-12-vsk",
+        )
+    assert raised.value.details == {"pupil_id": str(first.id)}
+    assert CODE not in raised.value.message
+    assert app.head() == head
+    assert len(app.list_pupils(None, {}, 100, None)) == 1
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error"),
+    [
+        ({"school_id": "nowhere-psk"}, UnknownSchoolError),
+        ({"school_id": "daugavpils-11-psk", "grade": 10}, GradeOutOfRangeError),
+        ({"birth_date": date(2007, 6, 16)}, InvalidPersonalCodeError),
+        (
+            {"personal_code": "310607-20417", "birth_date": date(2007, 6, 30)},
+            InvalidPersonalCodeError,
+        ),
+    ],
+)
+def test_invalid_registrations_store_nothing(
+    app: IdentificationApplication, overrides: dict[str, Any], error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        register(app, **overrides)
+    assert app.head() == 0
+
+
+def test_signs_flag_and_clear_the_pupil_in_the_list(app: IdentificationApplication) -> None:
+    pupil = register(app)
+    other = register(app, personal_code="321111-11111", school_id="daugavpils-12-vsk")
+    app.record_risk_sign(
+        pupil.id,
+        code="learning.absences",
+        observed_on=date(2019, 10, 1),
+        evidence="25 lessons",
+        expected_version=1,
+        by="t",
+    )
+    at_risk = app.list_pupils([SCHOOL], {"at_risk": True}, 100, None)
+    assert [(p["pupil_id"], p["version"]) for p in at_risk] == [(str(pupil.id), 3)]
+    assert app.list_pupils(None, {"at_risk": False}, 100, None)[0]["pupil_id"] == str(other.id)
+    app.resolve_risk_sign(
+        pupil.id, "learning.absences", reason="attends again", expected_version=3, by="d"
+    )
+    assert app.list_pupils([SCHOOL], {"at_risk": True}, 100, None) == []
+    view = app.read_pupil(app.get_pupil(pupil.id), reader="d", role="director")
+    assert view["risk_signs"][0]["reason"] == "attends again"
+    assert view["risk_signs"][0]["active"] is False
+
+
+def test_lists_page_by_pupil_id(app: IdentificationApplication) -> None:
+    ids = sorted(str(register(app, personal_code=f"32000{i}-00000").id) for i in range(5))
+    first = app.list_pupils(None, {}, 2, None)
+    second = app.list_pupils(None, {}, 2, first[-1]["pupil_id"])
+    rest = app.list_pupils(None, {}, 2, second[-1]["pupil_id"])
+    assert [p["pupil_id"] for p in first + second + rest] == ids
+
+
+def test_a_transfer_names_a_known_school(app: IdentificationApplication) -> None:
+    pupil = register(app)
+    with pytest.raises(UnknownSchoolError):
+        app.record_departure(
+            pupil.id,
+            reason="transferred",
+            on=date(2020, 1, 6),
+            to_school_id="x",
+            expected_version=1,
+            by="d",
+        )
+    app.record_departure(
+        pupil.id,
+        reason="transferred",
+        on=date(2020, 1, 6),
+        to_school_id="daugavpils-12-vsk",
+        expected_version=1,
+        by="d",
+    )
+    assert app.list_pupils(None, {"status": "departed"}, 10, None)[0]["pupil_id"] == str(pupil.id)
+
+
+def test_erasure_destroys_the_key_and_the_code_index(
+    app: IdentificationApplication, tmp_path: Path
+) -> None:
+    pupil = register(app)
+    app.record_risk_sign(
+        pupil.id,
+        code="learning.gaps",
+        observed_on=date(2019, 10, 1),
+        evidence="missed grade 6",
+        expected_version=1,
+        by="t",
+    )
+    wrapped = app.vault.wrapped_key(app.query, pupil.id)
+    digest = app.keyring.code_digest(CODE)
+    assert wrapped is not None
+    assert wrapped.encode() in database_bytes(tmp_path)  # what the scan below must not find
+    assert digest.encode() in database_bytes(tmp_path)
+    app.erase_pupil(pupil.id, by="dpo-1")
+
+    view = app.read_pupil(app.get_pupil(pupil.id), reader="t", role="teacher")
+    assert (view["given_name"], view["family_name"], view["personal_code"], view["birth_date"]) == (
+        None,
+        None,
+        None,
+        None,
+    )
+    assert view["erased"] is True
+    assert view["risk_signs"][0]["code"] == "learning.gaps"
+    assert view["risk_signs"][0]["evidence"] is None
+    assert app.vault.wrapped_key(app.query, pupil.id) is None
+    assert app.vault.pupils_by_digest(app.query, [digest]) == {}
+    raw = database_bytes(tmp_path)
+    assert wrapped.encode() not in raw
+    assert digest.encode() not in raw
+    assert app.list_pupils(None, {}, 10, None)[0]["erased"] is True
+    with pytest.raises(PupilErasedError):
+        app.record_risk_sign(
+            pupil.id,
+            code="learning.behaviour",
+            observed_on=date(2019, 11, 1),
+            evidence="x",
+            expected_version=4,
+            by="t",
+        )
+    with pytest.raises(PupilErasedError):
+        app.erase_pupil(pupil.id, by="dpo-1")
+    # The code is free again: whoever registers it now is a new, unlinked pupil.
+    assert register(app).id != pupil.id
+
+
+def test_erasure_forgets_kept_answers_naming_the_pupil(app: IdentificationApplication) -> None:
+    pupil = register(app)
+    store = app.idempotency
+    key_hash = store.key_hash("teacher-1", "POST /pupils", "k1")
+    request_hash = store.request_hash(f'{{"personal_code": "{CODE}"}}'.encode())
+    store.keep(key_hash, request_hash, 201, f'{{"pupil_id":"{pupil.id}","version":1}}'.encode())
+    assert store.find(key_hash, request_hash) is not None
+    app.erase_pupil(pupil.id, by="dpo-1")
+    assert store.find(key_hash, request_hash) is None
+
+
+def test_every_read_of_personal_data_is_recorded(app: IdentificationApplication) -> None:
+    pupil = register(app)
+    app.read_pupil(app.get_pupil(pupil.id), reader="teacher-1", role="teacher")
+    app.read_pupil(app.get_pupil(pupil.id), reader="coordinator-9", role="municipal_coordinator")
+    reads = app.reads_of(pupil.id)
+    assert [(r["by"], r["role"]) for r in reads] == [
+        ("teacher-1", "teacher"),
+        ("coordinator-9", "municipal_coordinator"),
+    ]
+    assert all(r["at"].endswith("+00:00") for r in reads)
+    assert app.get_pupil(pupil.id).version == 1  # reading changes no version
+
+
+def test_the_record_of_reads_cannot_be_rewritten(
+    app: IdentificationApplication, tmp_path: Path
+) -> None:
+    pupil = register(app)
+    app.read_pupil(app.get_pupil(pupil.id), reader="teacher-1", role="teacher")
+    with sqlite3.connect(tmp_path / "identification.sqlite") as connection:
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            connection.execute("DELETE FROM identification_personal_data_reads")
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            connection.execute("UPDATE identification_personal_data_reads SET reader = 'x'")
+    assert len(app.reads_of(pupil.id)) == 1
+
+
+def test_a_registered_school_joins_the_directory_once(app: IdentificationApplication) -> None:
+    fields = {
+        "school_id": "daugavpils-tehnikums",
+        "name": "Daugavpils Būvniecības tehnikums",
+        "municipality": "daugavpils",
+        "kind": "vocational",
+        "owner": "state",
+        "grade_from": 1,
+        "grade_to": 4,
+    }
+    app.register_school(**fields, by="national-1")
+    assert [s.school_id for s in app.all_schools()][-1] == "daugavpils-tehnikums"
+    assert len(app.all_schools()) == 9
+    with pytest.raises(SchoolAlreadyRegisteredError):
+        app.register_school(**fields, by="national-1")
+    with pytest.raises(SchoolAlreadyRegisteredError):
+        app.register_school(**{**fields, "school_id": SCHOOL}, by="national-1")
+    with pytest.raises(GradeOutOfRangeError, match="course 5"):
+        register(app, school_id="daugavpils-tehnikums", grade=5)
+    register(app, school_id="daugavpils-tehnikums", grade=4)
+    envelope = read_envelopes(app, 0, 1)[0]
+    assert (envelope.event_type, envelope.payload) == (
+        "school_registered",
+        {**fields, "grade_from": 1, "grade_to": 4},
+    )
+
+
+def test_every_stored_event_maps_to_a_contract_without_personal_data(
+    app: IdentificationApplication,
+) -> None:
+    pupil = register(app)
+    app.record_risk_sign(
+        pupil.id,
+        code="learning.absences",
+        observed_on=date(2019, 10, 1),
+        evidence=f"{GIVEN} skipped 25 lessons",
+        expected_version=1,
+        by="t",
+    )
+    app.resolve_risk_sign(
+        pupil.id, "learning.absences", reason=f"{GIVEN} is back", expected_version=3, by="t"
+    )
+    app.record_departure(
+        pupil.id, reason="graduated", on=date(2020, 6, 1), expected_version=5, by="d"
+    )
+    app.erase_pupil(pupil.id, by="dpo")
+    envelopes = read_envelopes(app, 0, 100)
+    assert [(e.event_type, e.payload) for e in envelopes] == [
+        ("pupil_registered", {"school_id": SCHOOL, "grade": 7, "gender": "M"}),
+        (
+            "risk_sign_recorded",
+            {"code": "learning.absences", "observed_on": "2019-10-01", "source": "assessment"},
+        ),
+        ("pupil_flagged_at_risk", {"school_id": SCHOOL}),
+        ("risk_sign_resolved", {"code": "learning.absences"}),
+        ("pupil_risk_cleared", {"school_id": SCHOOL}),
+        ("pupil_departed", {"reason": "graduated", "on": "2020-06-01", "to_school_id": None}),
+        ("pupil_erased", {}),
+    ]
+    assert [e.actor for e in envelopes][-1] == "dpo"
+    assert {e.aggregate_id for e in envelopes} == {str(pupil.id)}
