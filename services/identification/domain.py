@@ -230,7 +230,9 @@ class Pupil(Aggregate):
             raise RiskSignNotActiveError(f"risk sign {code} is not active", {"code": code})
 
     def check_can_depart(self, reason: str, to_school_id: str | None) -> None:
-        self.check_enrolled()
+        # No personal data is involved: an erased pupil can still leave school.
+        if self.status != ENROLLED:
+            raise PupilDepartedError(f"pupil {self.id} has departed")
         if reason not in DEPARTURE_REASONS:
             message = f"the reason must be one of {', '.join(DEPARTURE_REASONS)}"
             raise InvalidDepartureError(message, _field("reason", message))

@@ -6,48 +6,140 @@ from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
+from services.identification import tenancy
 from services.identification.application import IdentificationApplication, PupilNotFoundError
+from services.identification.catalogue import RISK_FACTORS
+from services.identification.domain import Pupil
+from services.identification.journal import JournalEncodingError, JournalFormatError
 from services.identification.schemas import (
     CreatedPupilSchema,
+    CreatedSchoolSchema,
+    DepartureSchema,
+    ErasureSchema,
+    ImportQuerySchema,
+    ImportReportSchema,
+    PupilListSchema,
     PupilSchema,
+    PupilsQuerySchema,
+    ReadListSchema,
     RecordRiskSignSchema,
     RegisterPupilSchema,
+    RegisterSchoolSchema,
+    ResolveRiskSignSchema,
+    RiskFactorListSchema,
+    SchoolListSchema,
     VersionSchema,
+    page,
 )
-from shared.auth import DIRECTOR, TEACHER
+from shared.auth import (
+    AUDITOR,
+    DATA_PROTECTION_OFFICER,
+    DIRECTOR,
+    MUNICIPAL_COORDINATOR,
+    NATIONAL_COORDINATOR,
+    TEACHER,
+)
 from shared.eventstore import EventStore
 from shared.service import ServiceBase
 from shared.web import Call, route
 
-READERS = (TEACHER, DIRECTOR, "municipal_coordinator", "national_coordinator", "auditor")
+WRITERS = (TEACHER, DIRECTOR)
+READERS = (
+    TEACHER,
+    DIRECTOR,
+    MUNICIPAL_COORDINATOR,
+    NATIONAL_COORDINATOR,
+    AUDITOR,
+    DATA_PROTECTION_OFFICER,
+)
+MAX_JOURNAL_BYTES = 8 * 1024 * 1024
+CSV_TYPES = ("text/csv", "application/csv")
 
 
 def make_application(env: Mapping[str, str]) -> IdentificationApplication:
     return IdentificationApplication(env)
 
 
+def csv_body(call: Call) -> bytes:
+    """The raw CSV of the request: ``text/csv``, UTF-8 if a charset is named."""
+    request = call.request
+    if request.mimetype not in CSV_TYPES:
+        raise JournalFormatError("the journal must be sent as text/csv")
+    charset = request.mimetype_params.get("charset", "utf-8").lower()
+    if charset not in ("utf-8", "utf8"):
+        raise JournalEncodingError("the journal must be UTF-8 encoded")
+    return request.get_data(cache=True)
+
+
 class IdentificationService(ServiceBase):
     name = "identification"
     app: IdentificationApplication = EventStore(make_application)
 
+    def _visible_pupil(self, call: Call, pupil_id: UUID) -> Pupil:
+        """The pupil if the caller's tenant holds its school; 404 otherwise."""
+        pupil = self.app.get_pupil(pupil_id)
+        school = self.app.school(pupil.school_id)
+        if not tenancy.sees(call.user, school):
+            raise PupilNotFoundError(f"pupil {pupil_id} not found")
+        return pupil
+
+    # -- reference data ------------------------------------------------------------------------
+    @route("GET", "/schools", answer=SchoolListSchema, summary="the school directory")
+    def list_schools(self, call: Call) -> Any:
+        return {"items": self.app.all_schools()}
+
+    @route(
+        "POST",
+        "/schools",
+        body=RegisterSchoolSchema,
+        answer=CreatedSchoolSchema,
+        status=201,
+        roles=(NATIONAL_COORDINATOR,),
+    )
+    def register_school(self, call: Call) -> Any:
+        return self.app.register_school(**call.body, by=call.user.sub)
+
+    @route("GET", "/risk-factors", answer=RiskFactorListSchema, summary="the risk catalogue")
+    def list_risk_factors(self, call: Call) -> Any:
+        return {"items": RISK_FACTORS}
+
+    # -- pupils ---------------------------------------------------------------------------------
     @route(
         "POST",
         "/pupils",
         body=RegisterPupilSchema,
         answer=CreatedPupilSchema,
         status=201,
-        roles=(TEACHER, DIRECTOR),
+        roles=WRITERS,
     )
     def register_pupil(self, call: Call) -> Any:
-        call.user.require_school(call.body["school_id"])
+        tenancy.require(call.user, self.app.school(call.body["school_id"]))
         return self.app.register_pupil(**call.body, by=call.user.sub)
+
+    @route("GET", "/pupils", query=PupilsQuerySchema, answer=PupilListSchema, roles=READERS)
+    def list_pupils(self, call: Call) -> Any:
+        query = dict(call.query)
+        requested = self.app.school(query["school_id"]) if query.get("school_id") else None
+        schools = tenancy.tenant_schools(call.user, self.app.all_schools(), requested)
+        after = str(query["after"]) if query.get("after") else None
+        items = self.app.list_pupils(schools, query, query["limit"], after)
+        return page(items, query["limit"])
 
     @route("GET", "/pupils/<uuid:pupil_id>", answer=PupilSchema, roles=READERS)
     def get_pupil(self, call: Call, pupil_id: UUID) -> Any:
-        pupil = self.app.get_pupil(pupil_id)
-        if not call.user.sees_school(pupil.school_id):
-            raise PupilNotFoundError(f"pupil {pupil_id} not found")
-        return pupil
+        pupil = self._visible_pupil(call, pupil_id)
+        return self.app.read_pupil(pupil, reader=call.user.sub, role=call.user.role)
+
+    @route(
+        "GET",
+        "/pupils/<uuid:pupil_id>/personal-data-reads",
+        answer=ReadListSchema,
+        roles=(DATA_PROTECTION_OFFICER, AUDITOR),
+        summary="who read the pupil's personal data, and when",
+    )
+    def personal_data_reads(self, call: Call, pupil_id: UUID) -> Any:
+        self._visible_pupil(call, pupil_id)
+        return {"items": self.app.reads_of(pupil_id)}
 
     @route(
         "POST",
@@ -55,10 +147,58 @@ class IdentificationService(ServiceBase):
         body=RecordRiskSignSchema,
         answer=VersionSchema,
         status=201,
-        roles=(TEACHER, DIRECTOR),
+        roles=WRITERS,
     )
     def record_risk_sign(self, call: Call, pupil_id: UUID) -> Any:
-        pupil = self.app.get_pupil(pupil_id)
-        if not call.user.sees_school(pupil.school_id):
-            raise PupilNotFoundError(f"pupil {pupil_id} not found")
+        self._visible_pupil(call, pupil_id)
         return self.app.record_risk_sign(pupil_id, **call.body, by=call.user.sub)
+
+    @route(
+        "POST",
+        "/pupils/<uuid:pupil_id>/risk-signs/<string:code>/resolve",
+        body=ResolveRiskSignSchema,
+        answer=VersionSchema,
+        roles=WRITERS,
+    )
+    def resolve_risk_sign(self, call: Call, pupil_id: UUID, code: str) -> Any:
+        self._visible_pupil(call, pupil_id)
+        return self.app.resolve_risk_sign(pupil_id, code, **call.body, by=call.user.sub)
+
+    @route(
+        "POST",
+        "/pupils/<uuid:pupil_id>/departure",
+        body=DepartureSchema,
+        answer=VersionSchema,
+        roles=WRITERS,
+    )
+    def record_departure(self, call: Call, pupil_id: UUID) -> Any:
+        self._visible_pupil(call, pupil_id)
+        return self.app.record_departure(pupil_id, **call.body, by=call.user.sub)
+
+    @route(
+        "POST",
+        "/pupils/<uuid:pupil_id>/erasure",
+        body=ErasureSchema,
+        answer=VersionSchema,
+        roles=(DATA_PROTECTION_OFFICER,),
+        summary="destroy the pupil's personal data (the pupil id stays valid)",
+    )
+    def erase_pupil(self, call: Call, pupil_id: UUID) -> Any:
+        self._visible_pupil(call, pupil_id)
+        return self.app.erase_pupil(pupil_id, **call.body, by=call.user.sub)
+
+    # -- journal import -------------------------------------------------------------------------
+    @route(
+        "POST",
+        "/imports/journal",
+        query=ImportQuerySchema,
+        answer=ImportReportSchema,
+        roles=WRITERS,
+        raw_body=True,
+        max_body=MAX_JOURNAL_BYTES,
+        summary="import one semester's e-journal CSV of a school",
+    )
+    def import_journal(self, call: Call) -> Any:
+        tenancy.require(call.user, self.app.school(call.query["school_id"]))
+        raw = csv_body(call)
+        return self.app.import_journal(**call.query, raw=raw, by=call.user.sub)

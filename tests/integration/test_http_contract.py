@@ -9,7 +9,15 @@ import pytest
 from shared.testing import Client, running
 
 SCHOOL = "daugavpils-10-vsk"
-NEW_PUPIL = {"school_id": SCHOOL, "grade": 7, "gender": "M", "birth_date": "2009-05-04"}
+NEW_PUPIL = {
+    "school_id": SCHOOL,
+    "grade": 7,
+    "gender": "M",
+    "given_name": "Jānis",
+    "family_name": "Bērziņš",
+    "personal_code": "040509-20000",
+    "birth_date": "2009-05-04",
+}
 
 
 @pytest.fixture
@@ -77,7 +85,14 @@ def test_invalid_body_is_400_naming_the_fields_and_stores_nothing(
     )
     assert answer.status_code == 400
     fields = answer.json()["error"]["details"]["fields"]
-    assert set(fields) == {"grade", "gender", "birth_date"}
+    assert set(fields) == {
+        "grade",
+        "gender",
+        "birth_date",
+        "given_name",
+        "family_name",
+        "personal_code",
+    }
     assert head(identification) == before
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -17,12 +18,21 @@ from shared.topology import EVENTS_EXCHANGE
 
 SCHOOL = "daugavpils-10-vsk"
 OTHER_SCHOOL = "daugavpils-12-vsk"
+_codes = itertools.count(1)  # new-format personal codes, one per pupil
 
 
 def register_flagged(client: Client, school: str = SCHOOL) -> str:
     answer = client.post(
         "/pupils",
-        {"school_id": school, "grade": 7, "gender": "F", "birth_date": "2008-03-01"},
+        {
+            "school_id": school,
+            "grade": 7,
+            "gender": "F",
+            "given_name": "Anna",
+            "family_name": "Bērziņa",
+            "personal_code": f"32{next(_codes):09d}",
+            "birth_date": "2008-03-01",
+        },
     )
     assert answer.status_code == 201, answer.text
     pupil_id = answer.json()["pupil_id"]

@@ -167,3 +167,8 @@ def test_erasure_forgets_every_sealed_value_but_keeps_the_facts() -> None:
         pupil.erase("dpo")
     with pytest.raises(PupilErasedError):
         pupil.record_risk_sign("learning.gaps", date(2020, 2, 1), "e", "assessment", "t")
+    with pytest.raises(PupilErasedError):
+        pupil.resolve_risk_sign("learning.gaps", "r", "t")
+    # Leaving school needs no personal data: it is still recorded.
+    pupil.depart("graduated", date(2020, 6, 1), None, "d")
+    assert pupil.status == "departed"

@@ -1,0 +1,356 @@
+"""Identification as a process on a real broker and the store under test: pupils, signs,
+departures, schools, tenants, and what goes on the bus."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kombu import Connection
+from nameko.standalone.rpc import ClusterRpcProxy
+
+from shared.testing import Client, ServiceProcess, running
+from shared.topology import consumer_queue
+
+SCHOOL = "daugavpils-10-vsk"
+OTHER = "daugavpils-12-vsk"
+_serial = itertools.count(1)
+
+
+def pupil(**overrides: Any) -> dict[str, Any]:
+    body = {
+        "school_id": SCHOOL,
+        "grade": 7,
+        "given_name": "Ērika",
+        "family_name": "Ķiršteine-Ļaudaža",
+        "personal_code": f"32{next(_serial):04d}-00000",
+        "birth_date": "2008-03-01",
+        "gender": "F",
+    }
+    return {**body, **overrides}
+
+
+def ok(answer: Any, status: int = 200) -> dict[str, Any]:
+    assert answer.status_code == status, f"{answer.status_code}: {answer.text}"
+    return dict(answer.json())
+
+
+def head(service: ServiceProcess) -> int:
+    with ClusterRpcProxy({"AMQP_URI": service.env["AMQP_URI"]}, timeout=10) as rpc:
+        return int(rpc.identification.notifications(after=0, limit=1)["head"])
+
+
+@pytest.fixture
+def identification(system: Any) -> Iterator[ServiceProcess]:
+    service = system.service("identification")
+    with running(service):
+        yield service
+
+
+def user(system: Any, service: ServiceProcess, role: str, **claims: str) -> Client:
+    return Client(service.url, system.token(role, **claims))
+
+
+def test_a_pupil_registers_and_reads_back_as_the_contract_says(
+    system: Any, identification: ServiceProcess
+) -> None:
+    teacher = user(system, identification, "teacher", school=SCHOOL)
+    body = pupil(personal_code="010308-20000")
+    created = ok(teacher.post("/pupils", body), 201)
+    assert set(created) == {"pupil_id", "version"}
+    assert created["version"] == 1
+    view = ok(teacher.get(f"/pupils/{created['pupil_id']}"))
+    assert view == {
+        "pupil_id": created["pupil_id"],
+        "school_id": SCHOOL,
+        "grade": 7,
+        "gender": "F",
+        "birth_date": "2008-03-01",
+        "given_name": "Ērika",
+        "family_name": "Ķiršteine-Ļaudaža",
+        "personal_code": "010308-20000",
+        "at_risk": False,
+        "risk_signs": [],
+        "status": "enrolled",
+        "departure": None,
+        "erased": False,
+        "version": 1,
+    }
+
+
+def test_a_known_personal_code_is_409_naming_the_pupil_and_stores_nothing(
+    system: Any, identification: ServiceProcess
+) -> None:
+    teacher = user(system, identification, "teacher", school=SCHOOL)
+    first = ok(teacher.post("/pupils", pupil(personal_code="010308-20000")), 201)
+    before = head(identification)
+    other_school = user(system, identification, "teacher", school=OTHER)
+    again = other_school.post(
+        "/pupils", pupil(school_id=OTHER, personal_code="01030820000", given_name="Cits")
+    )
+    assert again.status_code == 409
+    error = again.json()["error"]
+    assert (error["code"], error["details"]) == (
+        "personal_code_registered",
+        {"pupil_id": first["pupil_id"]},
+    )
+    assert "010308" not in again.text
+    assert head(identification) == before
+    national = user(system, identification, "national_coordinator")
+    assert len(ok(national.get("/pupils"))["items"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "code"),
+    [
+        ({"personal_code": "010308-20000", "birth_date": "2008-03-02"}, "personal_code", None),
+        ({"personal_code": "300208-20000", "birth_date": "2008-02-29"}, "personal_code", None),
+        ({"personal_code": "12345"}, "personal_code", None),
+        ({"school_id": "daugavpils-11-psk", "grade": 10}, "grade", "grade_out_of_range"),
+        ({"school_id": "nowhere-vsk"}, "school_id", "unknown_school"),
+        ({"given_name": ""}, "given_name", None),
+    ],
+)
+def test_an_invalid_registration_is_400_naming_the_field_and_stores_nothing(
+    system: Any,
+    identification: ServiceProcess,
+    overrides: dict[str, Any],
+    field: str,
+    code: str | None,
+) -> None:
+    teacher = user(system, identification, "teacher", school=overrides.get("school_id", SCHOOL))
+    answer = teacher.post("/pupils", pupil(**overrides))
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert set(error["details"]["fields"]) == {field}
+    if code:
+        assert error["code"] == code
+    assert head(identification) == 0
+
+
+def test_signs_flag_the_pupil_resolving_the_last_clears_it_and_a_departure_is_kept(
+    system: Any, identification: ServiceProcess
+) -> None:
+    teacher = user(system, identification, "teacher", school=SCHOOL)
+    director = user(system, identification, "director", school=SCHOOL)
+    pupil_id = ok(teacher.post("/pupils", pupil()), 201)["pupil_id"]
+    for code, version in (("learning.absences", 1), ("economic.low_income", 3)):
+        sign = {
+            "code": code,
+            "observed_on": "2019-10-01",
+            "evidence": "noted in class",
+            "expected_version": version,
+        }
+        ok(teacher.post(f"/pupils/{pupil_id}/risk-signs", sign), 201)
+    at_risk = ok(director.get("/pupils", params={"at_risk": "true"}))["items"]
+    assert [(p["pupil_id"], p["at_risk"], p["version"]) for p in at_risk] == [(pupil_id, True, 4)]
+    resolve = f"/pupils/{pupil_id}/risk-signs/learning.absences/resolve"
+    assert ok(director.post(resolve, {"reason": "attends", "expected_version": 4}))["version"] == 5
+    again = director.post(resolve, {"reason": "attends", "expected_version": 5})
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "risk_sign_not_active"
+    resolve_last = f"/pupils/{pupil_id}/risk-signs/economic.low_income/resolve"
+    ok(director.post(resolve_last, {"reason": "benefit granted", "expected_version": 5}))
+    assert ok(director.get("/pupils", params={"at_risk": "true"}))["items"] == []
+
+    view = ok(teacher.get(f"/pupils/{pupil_id}"))
+    assert [(s["code"], s["active"], s["reason"]) for s in view["risk_signs"]] == [
+        ("learning.absences", False, "attends"),
+        ("economic.low_income", False, "benefit granted"),
+    ]
+    departure = {
+        "reason": "transferred",
+        "on": "2020-01-10",
+        "to_school_id": OTHER,
+        "expected_version": view["version"],
+    }
+    ok(director.post(f"/pupils/{pupil_id}/departure", departure))
+    view = ok(teacher.get(f"/pupils/{pupil_id}"))
+    assert (view["status"], view["departure"]) == (
+        "departed",
+        {"reason": "transferred", "on": "2020-01-10", "to_school_id": OTHER},
+    )
+    late = teacher.post(
+        f"/pupils/{pupil_id}/risk-signs",
+        {
+            "code": "learning.gaps",
+            "observed_on": "2020-02-01",
+            "evidence": "x",
+            "expected_version": view["version"],
+        },
+    )
+    assert (late.status_code, late.json()["error"]["code"]) == (409, "pupil_departed")
+
+
+def test_each_role_sees_only_its_tenant(system: Any, identification: ServiceProcess) -> None:
+    ours = ok(user(system, identification, "teacher", school=SCHOOL).post("/pupils", pupil()), 201)[
+        "pupil_id"
+    ]
+    theirs = ok(
+        user(system, identification, "teacher", school=OTHER).post(
+            "/pupils", pupil(school_id=OTHER)
+        ),
+        201,
+    )["pupil_id"]
+    teacher = user(system, identification, "teacher", school=SCHOOL)
+    assert [p["pupil_id"] for p in ok(teacher.get("/pupils"))["items"]] == [ours]
+    assert teacher.get(f"/pupils/{theirs}").status_code == 404
+    assert teacher.get("/pupils", params={"school_id": OTHER}).status_code == 403
+    sign = {"code": "learning.gaps", "observed_on": "2019-10-01", "evidence": "x"}
+    assert (
+        teacher.post(f"/pupils/{theirs}/risk-signs", {**sign, "expected_version": 1}).status_code
+        == 404
+    )
+
+    daugavpils = user(system, identification, "municipal_coordinator", municipality="daugavpils")
+    assert {p["pupil_id"] for p in ok(daugavpils.get("/pupils"))["items"]} == {ours, theirs}
+    riga = user(system, identification, "municipal_coordinator", municipality="riga")
+    assert ok(riga.get("/pupils"))["items"] == []
+    assert riga.get(f"/pupils/{ours}").status_code == 404
+
+    auditor = user(system, identification, "auditor")
+    listed = ok(auditor.get("/pupils", params={"school_id": OTHER}))["items"]
+    assert [p["pupil_id"] for p in listed] == [theirs]
+    assert auditor.post("/pupils", pupil()).status_code == 403
+    operator = user(system, identification, "operator")
+    assert operator.get(f"/pupils/{ours}").status_code == 403
+
+
+def test_lists_page_with_limit_and_after(system: Any, identification: ServiceProcess) -> None:
+    teacher = user(system, identification, "teacher", school=SCHOOL)
+    ids = sorted(ok(teacher.post("/pupils", pupil()), 201)["pupil_id"] for _ in range(5))
+    seen: list[str] = []
+    after = None
+    while True:
+        params = {"limit": "2", **({"after": after} if after else {})}
+        answer = ok(teacher.get("/pupils", params=params))
+        seen += [p["pupil_id"] for p in answer["items"]]
+        after = answer["next"]
+        if after is None:
+            break
+    assert seen == ids
+
+
+def test_schools_the_risk_catalogue_and_a_new_vocational_school(
+    system: Any, identification: ServiceProcess
+) -> None:
+    teacher = user(system, identification, "teacher", school=SCHOOL)
+    schools = ok(teacher.get("/schools"))["items"]
+    assert len(schools) == 8
+    assert schools[1] == {
+        "school_id": "daugavpils-6-vsk",
+        "name": "J. Raiņa Daugavpils 6. vidusskola",
+        "municipality": "daugavpils",
+        "kind": "general",
+        "owner": "municipal",
+        "grade_from": 1,
+        "grade_to": 12,
+    }
+    factors = ok(teacher.get("/risk-factors"))["items"]
+    assert len(factors) == 21
+    family = next(f for f in factors if f["code"] == "family.caring_duties")
+    assert family["group"] == "family"
+    assert family["label"]["en"] == "cares for siblings or other family members"
+    assert family["group_label"]["lv"] == "ar ģimeni saistītie riski"
+
+    school = {
+        "school_id": "riga-tehnikums",
+        "name": "Rīgas Tehniskā koledža",
+        "municipality": "riga",
+        "kind": "vocational",
+        "owner": "state",
+        "grade_from": 1,
+        "grade_to": 4,
+    }
+    assert teacher.post("/schools", school).status_code == 403
+    national = user(system, identification, "national_coordinator")
+    assert ok(national.post("/schools", school), 201)["school_id"] == "riga-tehnikums"
+    assert national.post("/schools", school).status_code == 409
+    assert ok(teacher.get("/schools"))["items"][-1] == school
+
+    vocational = user(system, identification, "teacher", school="riga-tehnikums")
+    too_far = vocational.post("/pupils", pupil(school_id="riga-tehnikums", grade=5))
+    assert (too_far.status_code, too_far.json()["error"]["code"]) == (400, "grade_out_of_range")
+    pupil_id = ok(vocational.post("/pupils", pupil(school_id="riga-tehnikums", grade=4)), 201)
+    riga = user(system, identification, "municipal_coordinator", municipality="riga")
+    assert [p["pupil_id"] for p in ok(riga.get("/pupils"))["items"]] == [pupil_id["pupil_id"]]
+    assert teacher.get(f"/pupils/{pupil_id['pupil_id']}").status_code == 404
+
+
+def _drain(uri: str, queue: str, count: int, timeout: float = 20) -> list[dict[str, Any]]:
+    bodies: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    with Connection(uri, connect_timeout=5) as conn:
+        channel = conn.channel()
+        while len(bodies) < count and time.monotonic() < deadline:
+            message = channel.basic_get(queue, no_ack=True)
+            if message is None:
+                time.sleep(0.1)
+                continue
+            bodies.append(json.loads(message.body))
+    return bodies
+
+
+def test_the_bus_carries_ids_school_grade_and_gender_and_no_personal_data(
+    system: Any, identification: ServiceProcess
+) -> None:
+    probe = consumer_queue("probe", "identification", 5)
+    with Connection(system.broker.uri, connect_timeout=5) as conn:
+        probe(conn.channel()).declare()
+    teacher = user(system, identification, "teacher", school=SCHOOL)
+    body = pupil(personal_code="010308-20000")
+    pupil_id = ok(teacher.post("/pupils", body), 201)["pupil_id"]
+    secret = "ŠIS-TEKSTS-NEIZIET"
+    sign = {
+        "code": "family.crisis",
+        "observed_on": "2019-10-01",
+        "evidence": secret,
+        "expected_version": 1,
+    }
+    ok(teacher.post(f"/pupils/{pupil_id}/risk-signs", sign), 201)
+    resolve = f"/pupils/{pupil_id}/risk-signs/family.crisis/resolve"
+    ok(teacher.post(resolve, {"reason": secret, "expected_version": 3}))
+    departure = {"reason": "dropped_out", "on": "2020-02-01", "expected_version": 5}
+    ok(teacher.post(f"/pupils/{pupil_id}/departure", departure))
+    dpo = user(system, identification, "data_protection_officer")
+    ok(dpo.post(f"/pupils/{pupil_id}/erasure", {}))
+
+    messages = _drain(system.broker.uri, str(probe.name), 7)
+    assert [(m["event_type"], m["payload"]) for m in messages] == [
+        ("pupil_registered", {"school_id": SCHOOL, "grade": 7, "gender": "F"}),
+        (
+            "risk_sign_recorded",
+            {"code": "family.crisis", "observed_on": "2019-10-01", "source": "assessment"},
+        ),
+        ("pupil_flagged_at_risk", {"school_id": SCHOOL}),
+        ("risk_sign_resolved", {"code": "family.crisis"}),
+        ("pupil_risk_cleared", {"school_id": SCHOOL}),
+        ("pupil_departed", {"reason": "dropped_out", "on": "2020-02-01", "to_school_id": None}),
+        ("pupil_erased", {}),
+    ]
+    assert {m["aggregate_id"] for m in messages} == {pupil_id}
+    assert [m["actor"] for m in messages][-1] == "test-data_protection_officer"
+    text = json.dumps(messages, ensure_ascii=False)
+    for personal in (secret, body["given_name"], body["family_name"], "010308", "2008-03-01"):
+        assert personal not in text
+
+
+def test_the_openapi_document_names_every_route(identification: ServiceProcess) -> None:
+    paths = ok(Client(identification.url, None).get("/openapi.json"))["paths"]
+    for path in (
+        "/schools",
+        "/risk-factors",
+        "/pupils",
+        "/pupils/{pupil_id}",
+        "/pupils/{pupil_id}/risk-signs",
+        "/pupils/{pupil_id}/risk-signs/{code}/resolve",
+        "/pupils/{pupil_id}/departure",
+        "/pupils/{pupil_id}/erasure",
+        "/pupils/{pupil_id}/personal-data-reads",
+        "/imports/journal",
+    ):
+        assert path in paths
