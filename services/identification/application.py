@@ -126,12 +126,18 @@ class IdentificationApplication(ServiceApplication):
         return new.pupil
 
     def new_pupil(
-        self, school_id: str, grade: int, gender: str, data: PersonalData, by: str
+        self,
+        school_id: str,
+        grade: int,
+        gender: str,
+        data: PersonalData,
+        by: str,
+        digest: str | None = None,
     ) -> NewPupil:
+        """A pupil with a new key, its personal data sealed; ``digest`` if known already."""
         key = self.keyring.new_pupil_key(uuid4())
-        sealed = seal_personal_data(key, data)
-        pupil = Pupil(key.pupil_id, school_id, grade, gender, sealed, by)
-        digest = self.keyring.code_digest(data.personal_code)
+        pupil = Pupil(key.pupil_id, school_id, grade, gender, seal_personal_data(key, data), by)
+        digest = digest or self.keyring.code_digest(data.personal_code)
         return NewPupil(pupil, key, self.keyring.wrap(key), digest)
 
     def check_code_free(self, digest: str) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import os
 from collections.abc import Mapping
@@ -126,4 +125,4 @@ class KeyRing:
 
     def code_digest(self, personal_code: str) -> str:
         """The index entry of a (canonical) personal code."""
-        return hmac.new(self._index, personal_code.encode(), hashlib.sha256).hexdigest()
+        return hmac.digest(self._index, personal_code.encode(), "sha256").hex()

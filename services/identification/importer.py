@@ -103,17 +103,16 @@ class JournalImport:
                 if digest in known:
                     self._known(row, known[digest], states[str(known[digest])], batch)
                 else:
-                    self._register(row, batch)
+                    self._register(row, digest, batch)
             except RowSkipped as exc:
                 batch.report.errors.append({"line": row.line, "reason": str(exc)})
                 continue
             batch.report.imported += 1
         return batch
 
-    def _register(self, row: JournalRow, batch: _Batch) -> None:
-        new = self.app.new_pupil(
-            self.school.school_id, row.grade, row.gender, row.personal, self.by
-        )
+    def _register(self, row: JournalRow, digest: str, batch: _Batch) -> None:
+        school_id = self.school.school_id
+        new = self.app.new_pupil(school_id, row.grade, row.gender, row.personal, self.by, digest)
         batch.report.signs_recorded += self._record_signs(new.pupil, new.key, row)
         batch.new.append(new)
         batch.report.registered += 1

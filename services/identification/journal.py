@@ -39,6 +39,7 @@ NO_MARK = "nv"
 _SEMESTER = re.compile(r"^(\d{4})-(\d{4})-([12])$")
 _LATVIAN_DATE = re.compile(r"^([0-9]{1,2})\.([0-9]{1,2})\.([0-9]{4})\.?$")
 _DIGITS = re.compile(r"^[0-9]{1,4}$")
+_MARKS: dict[str, int | None] = {str(mark): mark for mark in range(1, 11)} | {"nv": None}
 
 
 class JournalEncodingError(BadRequestError):
@@ -219,12 +220,18 @@ def _row(
     if gender not in ("F", "M"):
         raise RowError("gender must be F or M")
     unexcused = _whole(value["unexcused_lessons"], "unexcused lessons")
-    marks = {
-        subject: _mark(mark, subject)
-        for subject, index in subjects.items()
-        if (mark := cells[index].strip())
-    }
-    return JournalRow(line, personal, grade, gender, unexcused, marks)
+    return JournalRow(line, personal, grade, gender, unexcused, _marks(cells, subjects))
+
+
+def _marks(cells: list[str], subjects: dict[str, int]) -> dict[str, int | None]:
+    marks: dict[str, int | None] = {}
+    for subject, index in subjects.items():
+        raw = cells[index]
+        if raw in _MARKS:  # the usual case: a clean mark
+            marks[subject] = _MARKS[raw]
+        elif raw := raw.strip():  # spaces, "NV", or not a mark at all; empty: not taken
+            marks[subject] = _mark(raw, subject)
+    return marks
 
 
 def _whole(raw: str, what: str) -> int:

@@ -12,6 +12,7 @@ from services.identification.domain import PersonalData, Pupil
 PERSONAL_DATA = "personal_data"
 EVIDENCE = "evidence"
 REASON = "reason"
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def seal_personal_data(key: PupilKey, data: PersonalData) -> str:
@@ -21,7 +22,7 @@ def seal_personal_data(key: PupilKey, data: PersonalData) -> str:
         "personal_code": data.personal_code,
         "birth_date": data.birth_date.isoformat(),
     }
-    return key.seal(PERSONAL_DATA, json.dumps(plain, ensure_ascii=False))
+    return key.seal(PERSONAL_DATA, _JSON.encode(plain))
 
 
 def _personal(pupil: Pupil, key: PupilKey | None) -> dict[str, Any]:
