@@ -1,0 +1,285 @@
+"""Journal import: a 10,000-row e-journal file against saving the same aggregates in batches.
+
+Three measurements on the same generated file (``journal_csv``), each on a fresh store:
+
+- import: ``IdentificationApplication.import_journal`` in this process, everything timed:
+  decoding and checking every row, looking up personal codes, sealing personal data with a
+  new key per pupil, building the aggregates, and saving 500 rows a transaction (events,
+  list rows, wrapped keys and code index together).
+- batched save (the baseline): the same aggregates (built beforehand from the same rows,
+  with the same sealed data and signs, not timed) saved straight through the Application,
+  ``app.save(*pupils)`` 500 pupils a transaction; only the saves are timed. A second
+  baseline row also writes the list rows and vault rows (``save_pupils``), as the import
+  must.
+- import over HTTP: ``pumpurs serve identification`` on a fresh store, the file POSTed to
+  ``/imports/journal`` as a teacher would, timed from request to answer.
+
+Rate = data rows / seconds. Target: import >= half the batched-save rate.
+
+Call ``run(store, rows, workdir, keys_dir)`` (as bench/__main__.py calls the others), or
+``python -m bench.journal_import [--store sqlite|postgres] [--rows N]`` on its own with
+RabbitMQ (and PostgreSQL) described by the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from shared.testing import Stores
+
+SCHOOL = "daugavpils-10-vsk"
+SEMESTER = "2019-2020-1"
+BATCH = 500
+TARGET_RATIO = 0.5
+SUBJECTS = (
+    "Latviešu valoda",
+    "Matemātika",
+    "Angļu valoda",
+    "Krievu valoda",
+    "Vēsture",
+    "Ģeogrāfija",
+    "Bioloģija",
+    "Fizika",
+    "Ķīmija",
+    "Informātika",
+    "Mūzika",
+    "Sports un veselība",
+)
+GIVEN = ("Jānis", "Anna", "Ģirts", "Līga", "Ēriks", "Ilze", "Kārlis", "Žanna", "Ņikita", "Ūna")
+FAMILY = ("Bērziņš", "Ozola", "Kalniņš", "Liepiņa", "Šņore", "Čakste", "Ķēniņš", "Ļaviņa")
+HEADER = (
+    "personal_code",
+    "given_name",
+    "family_name",
+    "grade",
+    "birth_date",
+    "gender",
+    "unexcused_lessons",
+)
+
+
+def old_code(born: date, serial: int) -> str:
+    return f"{born:%d%m}{born.year % 100:02d}-2{serial % 10_000:04d}"
+
+
+def journal_csv(rows: int, seed: int = 20191231) -> bytes:
+    """A school's semester export: unique valid codes (one in ten old-format), Latvian
+    names, about 15% over 20 unexcused lessons and 20% with a mark of 3 or less or nv."""
+    rng = random.Random(seed)
+    lines = [",".join((*HEADER, *SUBJECTS))]
+    for i in range(rows):
+        born = date(2003, 1, 1) + timedelta(days=rng.randrange(12 * 365))
+        code = old_code(born, i) if i % 10 == 0 else f"32{i // 100_000:04d}-{i % 100_000:05d}"
+        absences = rng.randrange(21, 60) if rng.random() < 0.15 else rng.randrange(0, 21)
+        marks = [str(rng.randrange(4, 11)) for _ in SUBJECTS]
+        if rng.random() < 0.2:
+            marks[rng.randrange(len(marks))] = rng.choice(("1", "2", "3", "nv"))
+        lines.append(
+            ",".join(
+                (
+                    code,
+                    rng.choice(GIVEN),
+                    rng.choice(FAMILY),
+                    str(rng.randrange(1, 13)),
+                    born.isoformat(),
+                    rng.choice("FM"),
+                    str(absences),
+                    *marks,
+                )
+            )
+        )
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def _app(stores: Stores, service_env: dict[str, str]) -> Any:
+    from services.identification.application import IdentificationApplication
+    from shared.store import store_env
+
+    env = {**os.environ, **service_env}
+    return IdentificationApplication(store_env("identification", stores.data_dir, env))
+
+
+def _fresh(store: str, workdir: Path, label: str) -> tuple[Stores, dict[str, str]]:
+    stores = Stores(store, Path(tempfile.mkdtemp(prefix=f"{label}-", dir=workdir)), os.environ)
+    return stores, stores.env(["identification"])
+
+
+def measure_import(app: Any, raw: bytes) -> dict[str, Any]:
+    started = time.perf_counter()
+    report = app.import_journal(school_id=SCHOOL, semester=SEMESTER, raw=raw, by="bench")
+    seconds = time.perf_counter() - started
+    rows = report.rows
+    return {
+        "rows": rows,
+        "registered": report.registered,
+        "signs_recorded": report.signs_recorded,
+        "errors": len(report.errors),
+        "events": app.head(),
+        "seconds": round(seconds, 3),
+        "rows_per_second": round(rows / seconds, 1),
+    }
+
+
+def _inputs(app: Any, raw: bytes) -> list[tuple[Any, Any, list[tuple[str, str]]]]:
+    """What the aggregates are made of, prepared as the import prepares it: each row's new
+    pupil (id, key, sealed personal data, wrapped key, digest) and its sealed signs."""
+    from services.identification.journal import Semester, parse_journal
+    from services.identification.views import EVIDENCE
+
+    semester = Semester.parse(SEMESTER)
+    inputs = []
+    for row in parse_journal(raw, app.school(SCHOOL)).rows:
+        new = app.new_pupil(SCHOOL, row.grade, row.gender, row.personal, "bench")
+        signs = [(code, new.key.seal(EVIDENCE, text)) for code, text in row.signs(semester)]
+        inputs.append((row, new, signs))
+    return inputs
+
+
+def _aggregate(new: Any, row: Any, signs: list[tuple[str, str]]) -> Any:
+    """The same aggregate the import makes: registered, then its journal signs."""
+    from services.identification.domain import JOURNAL, Pupil
+
+    end = date(2019, 12, 31)
+    personal = new.pupil.personal_data
+    pupil = Pupil(new.pupil.id, SCHOOL, row.grade, row.gender, personal, "bench")
+    for code, sealed in signs:
+        pupil.record_risk_sign(code, end, sealed, JOURNAL, "bench")
+    return pupil
+
+
+def measure_batched_save(app: Any, raw: bytes, mode: str) -> dict[str, Any]:
+    """``construct``: build each batch's aggregates and ``app.save`` them (both timed);
+    ``save``: the aggregates built beforehand, only ``app.save`` timed;
+    ``save_pupils``: built beforehand, saved with their list and vault rows."""
+    inputs = _inputs(app, raw)
+    built = [_aggregate(new, row, signs) for row, new, signs in inputs]
+    news = [new for _, new, _ in inputs]  # their wrapped keys and digests, for the vault
+    started = time.perf_counter()
+    for start in range(0, len(inputs), BATCH):
+        if mode == "construct":
+            chunk = inputs[start : start + BATCH]
+            app.save(*(_aggregate(new, row, signs) for row, new, signs in chunk))
+        elif mode == "save":
+            app.save(*built[start : start + BATCH])
+        else:
+            app.save_pupils(built[start : start + BATCH], news[start : start + BATCH])
+    seconds = time.perf_counter() - started
+    return {
+        "rows": len(inputs),
+        "events": app.head(),
+        "seconds": round(seconds, 3),
+        "rows_per_second": round(len(inputs) / seconds, 1),
+        "batch_rows": BATCH,
+    }
+
+
+def measure_http(
+    store: str, raw: bytes, rows: int, workdir: Path, keys_dir: Path
+) -> dict[str, Any]:
+    from bench.stack import vhost
+    from shared.testing import ServiceProcess, token_for
+
+    stores, service_env = _fresh(store, workdir, "journal-http")
+    try:
+        with vhost("journal") as broker:
+            service = ServiceProcess(
+                "identification",
+                {
+                    **service_env,
+                    "AMQP_URI": broker.uri,
+                    "PUMPURS_KEYS_DIR": str(keys_dir),
+                    "PUMPURS_LOG_LEVEL": "WARNING",
+                },
+                stores.data_dir,
+            )
+            service.start()
+            try:
+                token = token_for("teacher", keys_dir, school=SCHOOL)
+                started = time.perf_counter()
+                answer = requests.post(
+                    f"{service.url}/imports/journal",
+                    params={"school_id": SCHOOL, "semester": SEMESTER},
+                    data=raw,
+                    headers={"Authorization": f"Bearer {token}", "Content-Type": "text/csv"},
+                    timeout=600,
+                )
+                seconds = time.perf_counter() - started
+            finally:
+                service.stop()
+    finally:
+        stores.drop()
+    if answer.status_code != 200:
+        raise RuntimeError(f"import over HTTP answered {answer.status_code}: {answer.text[:200]}")
+    report = answer.json()
+    if report["rows"] != rows or report["errors"]:
+        raise RuntimeError(f"import over HTTP reported {report['rows']} rows, errors")
+    return {
+        "rows": rows,
+        "registered": report["registered"],
+        "signs_recorded": report["signs_recorded"],
+        "seconds": round(seconds, 3),
+        "rows_per_second": round(rows / seconds, 1),
+        "body_bytes": len(raw),
+    }
+
+
+def run(store: str, rows: int, workdir: Path, keys_dir: Path) -> dict[str, Any]:
+    """Import vs batched save of the same aggregates on ``store`` (sqlite or postgres)."""
+    os.environ.setdefault("PUMPURS_KEYS_DIR", str(keys_dir))
+    raw = journal_csv(rows)
+    results: dict[str, Any] = {"store": store, "file_rows": rows, "file_bytes": len(raw)}
+    for label, measure in (
+        ("import", lambda app: measure_import(app, raw)),
+        ("batched_save", lambda app: measure_batched_save(app, raw, "construct")),
+        ("prebuilt_save", lambda app: measure_batched_save(app, raw, "save")),
+        ("prebuilt_save_with_tables", lambda app: measure_batched_save(app, raw, "save_pupils")),
+    ):
+        stores, service_env = _fresh(store, workdir, f"journal-{label}")
+        try:
+            os.environ.update({k: v for k, v in service_env.items() if k.startswith("POSTGRES_")})
+            app = _app(stores, service_env)
+            try:
+                results[label] = measure(app)
+            finally:
+                app.close()
+        finally:
+            stores.drop()
+    results["import_over_http"] = measure_http(store, raw, rows, workdir, keys_dir)
+    baseline = results["batched_save"]["rows_per_second"]
+    results["ratio"] = round(results["import"]["rows_per_second"] / baseline, 2)
+    results["ratio_over_http"] = round(results["import_over_http"]["rows_per_second"] / baseline, 2)
+    for label in ("prebuilt_save", "prebuilt_save_with_tables"):
+        results[f"ratio_to_{label}"] = round(
+            results["import"]["rows_per_second"] / results[label]["rows_per_second"], 2
+        )
+    results["target_ratio"] = TARGET_RATIO
+    results["met"] = results["ratio"] >= TARGET_RATIO
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.journal_import", description=__doc__)
+    parser.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--rows", type=int, default=10_000)
+    args = parser.parse_args(argv)
+    from bench.stack import Stack
+
+    workdir = Path(tempfile.mkdtemp(prefix="journal-bench-"))
+    with Stack(want_postgres=args.store == "postgres"):
+        results = run(args.store, args.rows, workdir, workdir / "keys")
+    print(json.dumps(results, indent=2))
+    return 0 if results["met"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
