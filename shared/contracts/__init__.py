@@ -3,7 +3,7 @@
 Importing this package registers every source's contracts (declarations only).
 """
 
-from shared.contracts import identification, planning  # noqa: F401  (registers contracts)
+from shared.contracts import identification, planning, provisioning  # noqa: F401  (registers)
 from shared.contracts.envelope import Envelope, EnvelopeSchema, InvalidMessageError
 from shared.contracts.registry import Contract, UnknownEventError, registry
 
