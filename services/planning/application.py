@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -46,10 +46,22 @@ def load_rates(path: str | os.PathLike[str] | None = None) -> dict[str, Decimal]
     return {kind: Decimal(str(rate)) for kind, rate in data["eur_per_hour"].items()}
 
 
+def project_plan(plan: Plan | None, events: Iterable[Any]) -> Plan | None:
+    """Each event mutates the plan in turn (eventsourcing's default projector also checks a
+    runtime Protocol per event, which costs more than applying the event)."""
+    for event in events:
+        plan = event.mutate(plan)
+    return plan
+
+
 class PlanningApplication(ServiceApplication):
     name = "planning"
+    # Recently used plans stay in memory; each load reads only the events saved since
+    # (by any replica) and works on a copy, so a refused command leaves the cache as it was.
+    env = {**ServiceApplication.env, "AGGREGATE_CACHE_MAXSIZE": "1000"}
     # Loading a plan reads its latest snapshot and at most this many events after it.
     snapshotting_intervals = {Plan: 50}
+    snapshotting_projectors = {Plan: project_plan}
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
         super().__init__(env)
@@ -88,7 +100,7 @@ class PlanningApplication(ServiceApplication):
     # -- loading and saving ----------------------------------------------------------------
     def load(self, plan_id: UUID) -> Plan:
         try:
-            plan: object = self.repository.get(plan_id)
+            plan: object = self.repository.get(plan_id, projector_func=project_plan)
         except AggregateNotFoundError:
             raise PlanNotFoundError(f"plan {plan_id} not found") from None
         if not isinstance(plan, Plan):

@@ -188,6 +188,10 @@ class ConsultationSchema(Schema):
     cost_eur = fields.Decimal(places=2, as_string=True)
 
 
+_MEASURES = MeasureSchema(many=True)
+_CONSULTATIONS = ConsultationSchema(many=True)
+
+
 class PlanSchema(Schema):
     plan_id = fields.UUID(attribute="id")
     pupil_id = fields.String()
@@ -227,7 +231,7 @@ class PlanSchema(Schema):
                     "delivered_eur": None if consultation else plan.delivered_eur(m["measure_id"]),
                 }
             )
-        return list(MeasureSchema(many=True).dump(rows))
+        return list(_MEASURES.dump(rows))
 
     def _consultations(self, plan: Plan) -> list[dict[str, Any]]:
         on = today()
@@ -239,7 +243,7 @@ class PlanSchema(Schema):
             }
             for c in plan.consultations.values()
         ]
-        return list(ConsultationSchema(many=True).dump(rows))
+        return list(_CONSULTATIONS.dump(rows))
 
     def _flagged(self, plan: Plan) -> int:
         on = today()

@@ -417,3 +417,25 @@ def test_a_long_history_loads_from_a_snapshot_to_the_same_state(
     assert vars(from_snapshot) == vars(replayed)
     assert len(from_snapshot.consultations) == 60
     assert from_snapshot.spent_eur == Decimal("120.00")  # 60 x 0.1 h x 20.00 EUR
+
+
+def test_a_plan_cached_by_one_replica_sees_what_another_saved(
+    app: PlanningApplication, identification: Identification, tmp_path: Path
+) -> None:
+    plan, _ = with_measure(app, draft(app, identification.pupil()))
+    other = PlanningApplication(store_env("planning", tmp_path, {}))
+    try:
+        assert other.get_plan(plan.id, TEACHER).version == 2  # now cached there
+        app.submit(plan.id, expected_version=2, user=TEACHER)
+        assert other.get_plan(plan.id, TEACHER).status == "in_approval"
+        with pytest.raises(StaleVersionError):
+            other.submit(plan.id, expected_version=2, user=TEACHER)
+        # A refused command worked on a copy: the cached plan is unchanged.
+        with pytest.raises(Exception, match="cannot revise"):
+            other.revise(plan.id, reason="x", expected_version=3, user=TEACHER)
+        cached = other.get_plan(plan.id, TEACHER)
+        assert (cached.version, cached.status) == (3, "in_approval")
+        cached.measures.clear()
+        assert len(other.get_plan(plan.id, TEACHER).measures) == 1
+    finally:
+        other.close()
