@@ -9,6 +9,7 @@ validated body and query) plus the URL values, and returns a dict, a
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -99,11 +100,17 @@ def verifier_for(container: Any) -> TokenVerifier:
     return verifier
 
 
+@functools.cache
+def schema_instance(schema: type[Schema]) -> Schema:
+    """One instance per schema class, reused: building one costs more than using it."""
+    return schema()
+
+
 def _load(schema: type[Schema] | None, data: Any, where: str) -> dict[str, Any]:
     if schema is None:
         return {}
     try:
-        return dict(schema().load(data))
+        return dict(schema_instance(schema).load(data))
     except ValidationError as exc:
         raise InvalidInputError(f"the {where} is not valid", {"fields": exc.messages}) from None
 
@@ -274,7 +281,7 @@ class Route(HttpRequestHandler):
             return result
         status, payload = result if isinstance(result, tuple) else (self.status, result)
         if self.answer_schema is not None:
-            payload = self.answer_schema().dump(payload)
+            payload = schema_instance(self.answer_schema).dump(payload)
         return json_response(status, payload)
 
     def _observe(self, status: int, seconds: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,13 @@ class UnknownEventError(InvalidMessageError):
     """A message whose type or schema version this consumer does not know."""
 
 
+@functools.cache
+def _schema(schema: type[Schema], strict: bool) -> Schema:
+    """One instance per schema and mode, reused for every event (building one per event cost
+    more than the dump or load itself)."""
+    return schema(unknown=RAISE) if strict else schema()
+
+
 @dataclass(frozen=True)
 class Contract:
     source: str
@@ -24,11 +32,11 @@ class Contract:
     domain_event: str  # qualified class name of the domain event, e.g. Pupil.Registered
 
     def dump(self, event: Any) -> dict[str, Any]:
-        return dict(self.schema().dump(vars(event)))
+        return dict(_schema(self.schema, strict=False).dump(vars(event)))
 
     def load(self, payload: dict[str, Any]) -> dict[str, Any]:
         try:
-            return dict(self.schema(unknown=RAISE).load(payload))
+            return dict(_schema(self.schema, strict=True).load(payload))
         except ValidationError as exc:
             raise InvalidMessageError(
                 f"payload of {self.event_type} v{self.version} is invalid", exc.messages
