@@ -13,6 +13,7 @@ from typing import Any
 from uuid import UUID
 
 from services.identification.domain import Pupil
+from services.identification.sqlrows import insert_rows
 from shared.schools import School as SchoolInfo
 from shared.schools import reference_schools
 from shared.store import Sql
@@ -37,13 +38,10 @@ class PupilsList:
 
     def upsert(self, sql: Sql, pupils: Iterable[Pupil]) -> None:
         """Effect: each pupil's row as the pupil now is."""
-        sql.executemany(
+        insert_rows(
+            sql,
             f"INSERT INTO {self.table} "
-            "(pupil_id, school_id, grade, gender, at_risk, status, erased, version) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (pupil_id) DO UPDATE SET "
-            "school_id = excluded.school_id, grade = excluded.grade, "
-            "at_risk = excluded.at_risk, status = excluded.status, "
-            "erased = excluded.erased, version = excluded.version",
+            "(pupil_id, school_id, grade, gender, at_risk, status, erased, version)",
             [
                 (
                     str(p.id),
@@ -57,6 +55,10 @@ class PupilsList:
                 )
                 for p in pupils
             ],
+            "ON CONFLICT (pupil_id) DO UPDATE SET "
+            "school_id = excluded.school_id, grade = excluded.grade, "
+            "at_risk = excluded.at_risk, status = excluded.status, "
+            "erased = excluded.erased, version = excluded.version",
         )
 
     def states(self, query: Query, pupil_ids: list[UUID]) -> dict[str, dict[str, Any]]:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
+from services.identification.sqlrows import insert_rows
 from shared.store import SQLITE, Sql
 
 Query = Callable[..., list[Any]]
@@ -47,12 +48,14 @@ class Vault:
         """Store (pupil id, wrapped key, code digest) rows; a digest already there fails."""
         rows = list(rows)
         self._secure(sql)
-        sql.executemany(
-            f"INSERT INTO {self.keys} (pupil_id, wrapped_key) VALUES (?, ?)",
+        insert_rows(
+            sql,
+            f"INSERT INTO {self.keys} (pupil_id, wrapped_key)",
             [(str(pupil_id), wrapped) for pupil_id, wrapped, _ in rows],
         )
-        sql.executemany(
-            f"INSERT INTO {self.codes} (digest, pupil_id) VALUES (?, ?)",
+        insert_rows(
+            sql,
+            f"INSERT INTO {self.codes} (digest, pupil_id)",
             [(digest, str(pupil_id)) for pupil_id, _, digest in rows],
         )
 
