@@ -1,7 +1,283 @@
-"""Provisioning's use cases (the service itself comes with its own issue)."""
+"""Provisioning's use cases: each loads, calls the domain, saves.
 
-from shared.store import ServiceApplication
+Every save commits the provisions' and the budget's new events and the provisions'
+read-model rows in one transaction; planning's events commit their effect with the
+inbox's tracking record. A command that changes money saves the budget too, so the
+budget's version guards it: if another command saved the budget first, the save
+fails with eventsourcing's IntegrityError and the whole command runs again on the new
+state (a few times, then the caller gets 409). That is how two deliveries, two
+approvals or an approval and a new allocation racing for one budget never overspend it.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date
+from decimal import Decimal
+from typing import Any, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
+
+from services.provisioning import domain
+from services.provisioning.domain import (
+    PLAN_CLOSED,
+    PLAN_DEACTIVATED,
+    ApprovedPlan,
+    Budget,
+    BudgetNotFoundError,
+    InvalidAmountError,
+    Provision,
+    ProvisionNotFoundError,
+    Semester,
+    check_version,
+    money,
+)
+from services.provisioning.readmodel import ProvisionsReadModel
+from shared.auth import Principal
+from shared.inbox import IncomingEvent
+from shared.store import POSTGRES, ServiceApplication
+
+log = logging.getLogger(__name__)
+
+PUPIL_CAP_VARIABLE = "PUMPURS_PUPIL_CAP_EUR"
+ATTEMPTS = 12
+
+T = TypeVar("T")
+
+
+def pupil_cap(value: str | None) -> Decimal | None:
+    """The optional cap per pupil per semester (unset or empty: no cap)."""
+    if value is None or not value.strip():
+        return None
+    cap = money(value.strip())
+    if cap < 0:
+        raise InvalidAmountError(f"{PUPIL_CAP_VARIABLE} must not be negative")
+    return cap
+
+
+def retried(method: Callable[..., T]) -> Callable[..., T]:
+    """Run the command again (on fresh state) when a concurrent save got there first."""
+
+    @functools.wraps(method)
+    def again(self: ProvisioningApplication, *args: Any, **kwargs: Any) -> T:
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                return method(self, *args, **kwargs)
+            except IntegrityError:
+                if attempt == ATTEMPTS:
+                    raise
+                self.conflicts += 1
+                log.info("%s lost a race for its aggregates: attempt %d", method.__name__, attempt)
+                time.sleep(random.uniform(0, 0.01 * attempt))
+        raise AssertionError("unreachable")
+
+    return again
 
 
 class ProvisioningApplication(ServiceApplication):
     name = "provisioning"
+    # Loading reads the latest snapshot and at most this many events after it.
+    snapshotting_intervals = {Budget: 100, Provision: 50}
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        super().__init__(env)
+        self.pupil_cap = pupil_cap(self.env.get(PUPIL_CAP_VARIABLE))
+        self.provisions = ProvisionsReadModel(self.table_prefix)
+        self.conflicts = 0  # saves lost to a concurrent command (and retried)
+        with self.transaction() as sql:
+            if self.dialect == POSTGRES:  # replicas starting together create tables once
+                sql.execute("SELECT pg_advisory_xact_lock(hashtext('pumpurs-ddl'))")
+            self.provisions.create_table(sql)
+
+    # -- loading and saving ------------------------------------------------------------------
+    def budget(self, school_id: str, semester: str) -> Budget | None:
+        try:
+            budget: object = self.repository.get(Budget.create_id(school_id, semester))
+        except AggregateNotFoundError:
+            return None
+        return budget if isinstance(budget, Budget) else None
+
+    def existing_budget(self, school_id: str, semester: str) -> Budget:
+        budget = self.budget(school_id, semester)
+        if budget is None:
+            raise BudgetNotFoundError(f"no budget is set for {school_id} in {semester}")
+        return budget
+
+    def provision(self, provision_id: UUID | str) -> Provision:
+        try:
+            provision: object = self.repository.get(UUID(str(provision_id)))
+        except (AggregateNotFoundError, ValueError):
+            raise ProvisionNotFoundError(f"provision {provision_id} not found") from None
+        if not isinstance(provision, Provision):
+            raise ProvisionNotFoundError(f"provision {provision_id} not found")
+        return provision
+
+    def provisions_of(self, plan_id: str) -> list[Provision]:
+        return [self.provision(p) for p in self.provisions.of_plan(self.query, plan_id)]
+
+    def rows(self, aggregates: Sequence[Any]) -> list[Any]:
+        return [self.provisions.upsert(a) for a in aggregates if isinstance(a, Provision)]
+
+    def save_all(self, *aggregates: Budget | Provision | None) -> None:
+        present = [a for a in aggregates if a is not None]
+        self.save(*present, effects=self.rows(present))
+
+    # -- budgets -----------------------------------------------------------------------------
+    def get_budget(self, school_id: str, semester: str, user: Principal) -> Budget:
+        """The budget, if the school is in the caller's tenant (another school's is 404)."""
+        if not user.sees_school(school_id):
+            raise BudgetNotFoundError(f"no budget is set for {school_id} in {semester}")
+        return self.existing_budget(school_id, str(Semester.parse(semester)))
+
+    @retried
+    def set_budget(
+        self,
+        school_id: str,
+        semester: str,
+        *,
+        amount_eur: Decimal,
+        expected_version: int | None = None,
+        user: Principal,
+    ) -> Budget:
+        user.require_school(school_id)
+        budget = self.budget(school_id, str(Semester.parse(semester)))
+        check_version(budget, expected_version)
+        budget = budget or Budget(school_id=school_id, semester=semester, by=user.sub)
+        budget.set(amount_eur, by=user.sub)
+        self.save_all(budget)
+        return budget
+
+    # -- provisions ----------------------------------------------------------------------------
+    def get_provision(self, provision_id: UUID, user: Principal) -> Provision:
+        """The provision, if it is in the caller's tenant (another school's is 404)."""
+        provision = self.provision(provision_id)
+        if not user.sees_school(provision.school_id):
+            raise ProvisionNotFoundError(f"provision {provision_id} not found")
+        return provision
+
+    def provision_for_change(
+        self, provision_id: UUID, user: Principal, expected_version: int
+    ) -> Provision:
+        provision = self.get_provision(provision_id, user)
+        check_version(provision, expected_version)
+        return provision
+
+    def history(self, aggregate_id: UUID, *, after: int = 0, limit: int = 1000) -> list[Any]:
+        """A budget's or a provision's events in order (each with who and when), as stored."""
+        return list(self.events.get(aggregate_id, gt=after, limit=limit))
+
+    def list_provisions(
+        self, school_ids: Sequence[str] | None, **filters: Any
+    ) -> list[dict[str, Any]]:
+        return self.provisions.list(self.query, school_ids=school_ids, **filters)
+
+    @retried
+    def order(
+        self,
+        provision_id: UUID,
+        *,
+        supplier: str,
+        amount_eur: Decimal,
+        expected_version: int,
+        user: Principal,
+    ) -> Provision:
+        provision = self.provision_for_change(provision_id, user, expected_version)
+        provision.order(supplier=supplier, amount_eur=amount_eur, by=user.sub)
+        self.save_all(provision)
+        return provision
+
+    @retried
+    def deliver(
+        self,
+        provision_id: UUID,
+        *,
+        delivered_on: date,
+        amount_eur: Decimal,
+        receipt_no: str,
+        expected_version: int,
+        user: Principal,
+    ) -> tuple[Provision, str]:
+        provision = self.provision_for_change(provision_id, user, expected_version)
+        budget = self.existing_budget(provision.school_id, provision.semester)
+        delivery_id = domain.deliver(
+            provision,
+            budget,
+            delivered_on=delivered_on,
+            amount_eur=amount_eur,
+            receipt_no=receipt_no,
+            on=domain.today(),
+            by=user.sub,
+        )
+        self.save_all(provision, budget)
+        return provision, delivery_id
+
+    @retried
+    def cancel(
+        self, provision_id: UUID, *, reason: str, expected_version: int, user: Principal
+    ) -> Provision:
+        provision = self.provision_for_change(provision_id, user, expected_version)
+        budget = self.budget(provision.school_id, provision.semester)
+        domain.cancel(provision, budget, domain.BY_USER, reason, by=user.sub)
+        self.save_all(provision, budget)
+        return provision
+
+    # -- planning's events -----------------------------------------------------------------
+    def apply_planning_event(self, event: IncomingEvent) -> None:
+        handler = self._handlers().get(event.type)
+        if handler is not None:
+            handler(event)
+
+    def _handlers(self) -> dict[str, Callable[[IncomingEvent], None]]:
+        return {
+            "plan_fully_approved": self.on_plan_fully_approved,
+            "plan_suspended": self.on_plan_suspended,
+            "plan_resumed": self.on_plan_resumed,
+            "plan_deactivated": functools.partial(self.on_plan_ended, cause=PLAN_DEACTIVATED),
+            "plan_closed": functools.partial(self.on_plan_ended, cause=PLAN_CLOSED),
+        }
+
+    def save_tracked_all(
+        self, event: IncomingEvent, *aggregates: Budget | Provision | None
+    ) -> None:
+        """Commit the effect with the inbox record, unless another consumer of the same
+        queue (a replica) applied the event first."""
+        tracking = event.tracking
+        if self.last_tracked(tracking.application_name) >= tracking.notification_id:
+            return
+        present = [a for a in aggregates if a is not None]
+        self.save_tracked(*present, tracking=tracking, effects=self.rows(present))
+
+    @retried
+    def on_plan_fully_approved(self, event: IncomingEvent) -> None:
+        plan = ApprovedPlan.from_payload(event.payload)
+        budget = self.budget(plan.school_id, plan.semester)
+        provisions = self.provisions_of(plan.plan_id)
+        touched = domain.reconcile(
+            plan, provisions, budget, self.pupil_cap, by=event.envelope.actor
+        )
+        self.save_tracked_all(event, *touched, budget)
+
+    @retried
+    def on_plan_suspended(self, event: IncomingEvent) -> None:
+        provisions = self.provisions_of(event.envelope.aggregate_id)
+        self.save_tracked_all(event, *domain.put_on_hold(provisions, by=event.envelope.actor))
+
+    @retried
+    def on_plan_resumed(self, event: IncomingEvent) -> None:
+        provisions = self.provisions_of(event.envelope.aggregate_id)
+        self.save_tracked_all(event, *domain.resume(provisions, by=event.envelope.actor))
+
+    @retried
+    def on_plan_ended(self, event: IncomingEvent, *, cause: str) -> None:
+        provisions = self.provisions_of(event.envelope.aggregate_id)
+        budget = (
+            self.budget(provisions[0].school_id, provisions[0].semester) if provisions else None
+        )
+        ended = domain.end(provisions, budget, cause, by=event.envelope.actor)
+        self.save_tracked_all(event, *ended, budget if ended else None)

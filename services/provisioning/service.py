@@ -1,18 +1,144 @@
-"""Provisioning's entrypoints: so far only the chassis routes (health, metrics, OpenAPI)."""
+"""Provisioning's entrypoints: load schema, call the application, dump schema.
+
+Who may do what: municipal coordinators (their own municipality's schools) and the
+national coordinator set budgets; the school's director and those coordinators order,
+record deliveries and cancel; teachers of the school and auditors read. Another
+tenant's provision or budget is not found (404).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
+from uuid import UUID
 
 from services.provisioning.application import ProvisioningApplication
+from services.provisioning.schemas import (
+    BudgetSchema,
+    CancelSchema,
+    DeliveredSchema,
+    DeliverSchema,
+    HistoryQuerySchema,
+    HistorySchema,
+    OrderSchema,
+    ProvisionListSchema,
+    ProvisionSchema,
+    ProvisionsQuerySchema,
+    SetBudgetSchema,
+    budget_view,
+    provision_view,
+)
+from shared.auth import (
+    AUDITOR,
+    DIRECTOR,
+    MUNICIPAL_COORDINATOR,
+    NATIONAL_COORDINATOR,
+    NATIONWIDE_ROLES,
+    SCHOOL_ROLES,
+    TEACHER,
+    Principal,
+)
 from shared.eventstore import EventStore
+from shared.inbox import IncomingEvent, inbox
+from shared.schools import reference_schools
 from shared.service import ServiceBase
+from shared.web import Call, route
+
+READERS = (TEACHER, DIRECTOR, MUNICIPAL_COORDINATOR, NATIONAL_COORDINATOR, AUDITOR)
+BUDGET_SETTERS = (MUNICIPAL_COORDINATOR, NATIONAL_COORDINATOR)
+PROVIDERS = (DIRECTOR, MUNICIPAL_COORDINATOR, NATIONAL_COORDINATOR)
+BUDGET = "/budgets/<string:school_id>/<string:semester>"
+PROVISION = "/provisions/<uuid:provision_id>"
 
 
 def make_application(env: Mapping[str, str]) -> ProvisioningApplication:
     return ProvisioningApplication(env)
 
 
+def visible_schools(principal: Principal, requested: str | None) -> list[str] | None:
+    """The schools a list may show: the tenant's, narrowed by the request (None: all)."""
+    if principal.role in NATIONWIDE_ROLES:
+        return [requested] if requested else None
+    if principal.role in SCHOOL_ROLES and principal.school:
+        schools = [principal.school]
+    else:
+        schools = [s for s in reference_schools() if principal.sees_school(s)]
+    return [s for s in schools if s == requested] if requested else schools
+
+
 class ProvisioningService(ServiceBase):
     name = "provisioning"
     app: ProvisioningApplication = EventStore(make_application)
+
+    @inbox("planning")
+    def on_planning_event(self, event: IncomingEvent) -> None:
+        self.app.apply_planning_event(event)
+
+    # -- budgets ---------------------------------------------------------------------------
+    @route("PUT", BUDGET, body=SetBudgetSchema, answer=BudgetSchema, roles=BUDGET_SETTERS)
+    def set_budget(self, call: Call, school_id: str, semester: str) -> Any:
+        budget = self.app.set_budget(school_id, semester, **call.body, user=call.user)
+        return budget_view(budget)
+
+    @route("GET", BUDGET, answer=BudgetSchema, roles=READERS)
+    def get_budget(self, call: Call, school_id: str, semester: str) -> Any:
+        return budget_view(self.app.get_budget(school_id, semester, call.user))
+
+    @route(
+        "GET", f"{BUDGET}/history", query=HistoryQuerySchema, answer=HistorySchema, roles=READERS
+    )
+    def budget_history(self, call: Call, school_id: str, semester: str) -> Any:
+        budget = self.app.get_budget(school_id, semester, call.user)
+        return self._history(budget.id, call.query)
+
+    # -- provisions ----------------------------------------------------------------------------
+    @route(
+        "GET", "/provisions", query=ProvisionsQuerySchema, answer=ProvisionListSchema, roles=READERS
+    )
+    def list_provisions(self, call: Call) -> Any:
+        query = dict(call.query)
+        schools = visible_schools(call.user, query.pop("school_id", None))
+        for key in ("plan_id", "after"):
+            query[key] = str(query[key]) if query.get(key) else None
+        items = self.app.list_provisions(schools, **query)
+        full = len(items) == query["limit"]
+        return {"items": items, "next_after": items[-1]["provision_id"] if full else None}
+
+    @route("GET", PROVISION, answer=ProvisionSchema, roles=READERS)
+    def get_provision(self, call: Call, provision_id: UUID) -> Any:
+        return provision_view(self.app.get_provision(provision_id, call.user))
+
+    @route(
+        "GET", f"{PROVISION}/history", query=HistoryQuerySchema, answer=HistorySchema, roles=READERS
+    )
+    def provision_history(self, call: Call, provision_id: UUID) -> Any:
+        provision = self.app.get_provision(provision_id, call.user)
+        return self._history(provision.id, call.query)
+
+    @route("POST", f"{PROVISION}/order", body=OrderSchema, answer=ProvisionSchema, roles=PROVIDERS)
+    def order(self, call: Call, provision_id: UUID) -> Any:
+        return provision_view(self.app.order(provision_id, **call.body, user=call.user))
+
+    @route(
+        "POST",
+        f"{PROVISION}/deliver",
+        body=DeliverSchema,
+        answer=DeliveredSchema,
+        status=201,
+        roles=PROVIDERS,
+    )
+    def deliver(self, call: Call, provision_id: UUID) -> Any:
+        provision, delivery_id = self.app.deliver(provision_id, **call.body, user=call.user)
+        return {**provision_view(provision), "delivery_id": delivery_id}
+
+    @route(
+        "POST", f"{PROVISION}/cancel", body=CancelSchema, answer=ProvisionSchema, roles=PROVIDERS
+    )
+    def cancel(self, call: Call, provision_id: UUID) -> Any:
+        return provision_view(self.app.cancel(provision_id, **call.body, user=call.user))
+
+    def _history(self, aggregate_id: UUID, query: dict[str, Any]) -> dict[str, Any]:
+        events = self.app.history(aggregate_id, **query)
+        full = len(events) == query["limit"]
+        last = events[-1].originator_version if full else None
+        return {"id": str(aggregate_id), "items": events, "next_after": last}
