@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,14 +89,30 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
 
 
 class TokenVerifier:
-    def __init__(self, public_key_pem: bytes, leeway: int = 10) -> None:
+    def __init__(self, public_key_pem: bytes, leeway: int = 10, remember: int = 4096) -> None:
         self._key = serialization.load_pem_public_key(public_key_pem)
         self._leeway = leeway
+        # Tokens whose signature and claims were verified: token -> (principal, exp). A hit
+        # still checks the expiry; any other byte of the token makes it a different key.
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        self._remember = remember
 
     def verify(self, authorization: str | None) -> Principal:
         if not authorization or not authorization.startswith("Bearer "):
             raise AuthenticationError("a bearer token is required")
         token = authorization[len("Bearer ") :].strip()
+        known = self._verified.get(token)
+        if known is not None:
+            if time.time() <= known[1] + self._leeway:
+                return known[0]
+            self._verified.pop(token, None)
+        principal, exp = self._decode(token)
+        self._verified[token] = (principal, exp)
+        if len(self._verified) > self._remember:
+            self._verified.popitem(last=False)
+        return principal
+
+    def _decode(self, token: str) -> tuple[Principal, float]:
         try:
             claims = jwt.decode(
                 token,
@@ -110,7 +127,7 @@ class TokenVerifier:
             raise AuthenticationError("the token has expired") from None
         except jwt.InvalidTokenError as exc:
             raise AuthenticationError(f"the token is not valid ({type(exc).__name__})") from None
-        return principal_from_claims(claims)
+        return principal_from_claims(claims), float(claims["exp"])
 
 
 # -- keys --------------------------------------------------------------------------
