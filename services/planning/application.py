@@ -8,6 +8,7 @@ departure, the closing events of the pupil's plans) with its tracking record.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
@@ -29,9 +30,11 @@ from services.planning.domain import (
 )
 from services.planning.readmodel import PlansReadModel, PupilsReadModel, SchoolsReadModel
 from shared.auth import Principal
-from shared.errors import ForbiddenError, NotFoundError
+from shared.errors import ForbiddenError, NotFoundError, PumpursError
 from shared.inbox import IncomingEvent
 from shared.store import ServiceApplication
+
+log = logging.getLogger(__name__)
 
 RATES_FILE = Path(__file__).with_name("rates.json")
 
@@ -300,7 +303,35 @@ class PlanningApplication(ServiceApplication):
         self.save_plans(plan)
         return plan
 
-    # -- what provisioning will report (issue 5 wires its inbox to these) --------------------
+    # -- provisioning's events ------------------------------------------------------------
+    def apply_provisioning_event(self, event: IncomingEvent) -> None:
+        """A provision's status, and each delivery, reach the plan's measure (and its money)."""
+        plans = self.provisioned(event) if event.type.startswith("provision_") else []
+        effects = [self.plans.upsert(plan) for plan in plans]
+        self.save_tracked(*plans, tracking=event.tracking, effects=effects)
+
+    def provisioned(self, event: IncomingEvent) -> list[Plan]:
+        payload, actor = event.payload, event.envelope.actor
+        try:
+            plan = self.load(UUID(payload["plan_id"]))
+            if event.type == "provision_delivered":
+                plan.record_material_delivery(
+                    delivery_id=payload["delivery_id"],
+                    measure_id=payload["measure_id"],
+                    amount_eur=payload["amount_eur"],
+                    delivered_on=payload["delivered_on"],
+                    by=actor,
+                )
+            plan.record_provision_status(
+                measure_id=payload["measure_id"], provision_status=payload["status"], by=actor
+            )
+        except (PumpursError, ValueError) as exc:
+            # A fact planning cannot place must not stop the stream behind it.
+            log.warning("provisioning's %s not applied to a plan (%s)", event.type, exc)
+            return []
+        return [plan]
+
+    # -- what provisioning reports, one by one --------------------------------------------
     def record_material_delivery(
         self,
         plan_id: UUID,

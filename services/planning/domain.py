@@ -818,7 +818,7 @@ class Plan(Aggregate):
 
     def start(self, *, by: str) -> None:
         """An approved plan is in progress from its first consultation or delivery."""
-        if not self.started:
+        if not self.started and self.status in (APPROVED, SUSPENDED, UNDER_REVISION, IN_APPROVAL):
             self._start(by=by)
 
     @event("Started")
@@ -852,12 +852,12 @@ class Plan(Aggregate):
     def record_material_delivery(
         self, *, delivery_id: str, measure_id: str, amount_eur: Decimal, delivered_on: date, by: str
     ) -> None:
-        """What provisioning reports (issue 5 wires its events here); a repeat is ignored."""
+        """A delivery provisioning reports: a fact, recorded whatever the plan's status (the
+        money was spent); a repeat is ignored."""
         if delivery_id in self.deliveries:
             return
-        self.check_status("record a delivery on", *ACTIVE)
-        measure = self.check_measure_exists(measure_id)
-        if measure["kind"] not in MATERIAL_KINDS:
+        measure = self.measures.get(measure_id)
+        if measure is not None and measure["kind"] not in MATERIAL_KINDS:
             raise NotAMaterialMeasureError(f"measure {measure_id} is not material support")
         self._record_material_delivery(
             delivery_id=delivery_id,
@@ -881,14 +881,16 @@ class Plan(Aggregate):
         self.spent_eur += amount_eur
 
     def record_provision_status(self, *, measure_id: str, provision_status: str, by: str) -> None:
-        """Provisioning's view of a material measure (requested, rejected, delivered...)."""
-        measure = self.check_measure_exists(measure_id)
+        """Provisioning's view of a material measure (requested, rejected, delivered...); a
+        measure removed from the plan since has none to show."""
+        measure = self.measures.get(measure_id)
+        if measure is None or measure["provision_status"] == provision_status:
+            return
         if measure["kind"] not in MATERIAL_KINDS:
             raise NotAMaterialMeasureError(f"measure {measure_id} is not material support")
-        if measure["provision_status"] != provision_status:
-            self._record_provision_status(
-                measure_id=measure_id, provision_status=provision_status, by=by
-            )
+        self._record_provision_status(
+            measure_id=measure_id, provision_status=provision_status, by=by
+        )
 
     @event("ProvisionStatusRecorded")
     def _record_provision_status(self, measure_id: str, provision_status: str, by: str) -> None:

@@ -74,8 +74,9 @@ class PlanningService(ServiceBase):
     def on_identification_event(self, event: IncomingEvent) -> None:
         self.app.apply_identification_event(event)
 
-    # Issue 5: ``@inbox("provisioning")`` calls app.record_material_delivery and
-    # app.record_provision_status once provisioning publishes its contracts.
+    @inbox("provisioning")
+    def on_provisioning_event(self, event: IncomingEvent) -> None:
+        self.app.apply_provisioning_event(event)
 
     @route("GET", "/pupils-at-risk", query=PupilsQuerySchema, answer=PupilListSchema, roles=READERS)
     def pupils_at_risk(self, call: Call) -> Any:

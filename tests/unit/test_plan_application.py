@@ -14,6 +14,7 @@ from eventsourcing.persistence import IntegrityError
 
 from services.planning.application import PlanningApplication, PlanNotFoundError, load_rates
 from services.planning.domain import (
+    MoneySpentError,
     PlanAlreadyExistsError,
     PupilDepartedError,
     PupilNotAtRiskError,
@@ -439,3 +440,119 @@ def test_a_plan_cached_by_one_replica_sees_what_another_saved(
         assert len(other.get_plan(plan.id, TEACHER).measures) == 1
     finally:
         other.close()
+
+
+# -- provisioning's events ----------------------------------------------------------------------
+
+
+class Provisioning(Identification):
+    """Feeds the application provisioning's events (the envelope says where from)."""
+
+    def __init__(self, app: PlanningApplication) -> None:
+        super().__init__(app)
+        self.provisions: dict[str, str] = {}
+
+    def provision(self, event_type: str, plan: Any, measure_id: str, **payload: Any) -> None:
+        provision_id = self.provisions.setdefault(measure_id, str(uuid.uuid4()))
+        self.last += 1
+        body = {"plan_id": str(plan.id), "measure_id": measure_id, **payload}
+        envelope = Envelope(
+            event_id=str(uuid.uuid4()),
+            event_type=event_type,
+            schema_version=1,
+            source="provisioning",
+            notification_id=self.last,
+            previous_id=self.last - 1 or None,
+            occurred_at=datetime(2019, 10, 2, tzinfo=UTC),
+            aggregate_id=provision_id,
+            aggregate_version=1,
+            actor="dace",
+            payload=body,
+        )
+        self.app.apply_provisioning_event(
+            IncomingEvent(envelope, {"provision_id": provision_id, **body})
+        )
+
+
+@pytest.fixture
+def provisioning(app: PlanningApplication) -> Provisioning:
+    return Provisioning(app)
+
+
+def with_meals(app: PlanningApplication, identification: Identification) -> tuple[Any, str]:
+    plan = draft(app, identification.pupil(codes=("economic.low_income",)))
+    plan, meals = app.add_measure(
+        plan.id,
+        kind="meals",
+        risk_code="economic.low_income",
+        justification="lunch",
+        amount_eur=Decimal("90.00"),
+        expected_version=plan.version,
+        user=TEACHER,
+    )
+    plan = app.submit(plan.id, expected_version=plan.version, user=TEACHER)
+    for approver in (DIRECTOR, COORDINATOR, IKVD):
+        plan = app.approve(plan.id, expected_version=plan.version, user=approver)
+    return plan, meals
+
+
+def test_provisions_show_on_the_measure_and_deliveries_count_as_spent(
+    app: PlanningApplication, identification: Identification, provisioning: Provisioning
+) -> None:
+    plan, meals = with_meals(app, identification)
+    provisioning.provision("provision_requested", plan, meals, status="requested")
+    provisioning.provision("provision_ordered", plan, meals, status="ordered", amount_eur="90.00")
+    assert app.get_plan(plan.id, TEACHER).measures[meals]["provision_status"] == "ordered"
+    delivery = {
+        "delivery_id": "d-1",
+        "amount_eur": Decimal("40.00"),
+        "delivered_on": date(2019, 10, 3),
+    }
+    for _ in range(2):  # the same delivery reported twice (another event carrying it)
+        provisioning.provision(
+            "provision_delivered", plan, meals, status="partially_delivered", **delivery
+        )
+    shown = app.get_plan(plan.id, TEACHER)
+    assert (shown.status, shown.spent_eur) == ("in_progress", Decimal("40.00"))
+    assert shown.measures[meals]["provision_status"] == "partially_delivered"
+    assert app.list_plans([SCHOOL])[0]["spent_eur"] == "40.00"
+    with pytest.raises(MoneySpentError):
+        app.deactivate(plan.id, reason="x", expected_version=shown.version, user=TEACHER)
+    assert app.last_tracked("provisioning") == provisioning.last
+
+
+def test_a_delivery_after_the_plan_ended_is_still_recorded(
+    app: PlanningApplication, identification: Identification, provisioning: Provisioning
+) -> None:
+    plan, meals = with_meals(app, identification)
+    identification.send(
+        "pupil_departed",
+        plan.pupil_id,
+        {"reason": "graduated", "on": date(2019, 12, 1), "to_school_id": None},
+    )
+    provisioning.provision(
+        "provision_delivered",
+        plan,
+        meals,
+        status="delivered",
+        delivery_id="d-9",
+        amount_eur=Decimal("90.00"),
+        delivered_on=date(2019, 11, 30),
+    )
+    shown = app.get_plan(plan.id, TEACHER)
+    assert (shown.status, shown.outcome, shown.spent_eur) == (
+        "closed",
+        "graduated",
+        Decimal("90.00"),
+    )
+
+
+def test_provisioning_events_planning_cannot_place_are_passed_over(
+    app: PlanningApplication, identification: Identification, provisioning: Provisioning
+) -> None:
+    plan, meals = with_meals(app, identification)
+    ghost = type("Ghost", (), {"id": uuid.uuid4()})()
+    provisioning.provision("provision_requested", ghost, meals, status="requested")
+    provisioning.provision("provision_requested", plan, str(uuid.uuid4()), status="requested")
+    assert app.get_plan(plan.id, TEACHER).version == plan.version
+    assert app.last_tracked("provisioning") == provisioning.last
