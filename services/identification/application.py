@@ -8,6 +8,7 @@ for a recorded read.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -36,6 +37,8 @@ from shared.errors import ConflictError, InvalidInputError, NotFoundError
 from shared.idempotency import IdempotencyStore
 from shared.schools import School as SchoolInfo
 from shared.store import POSTGRES, ServiceApplication, Sql
+
+log = logging.getLogger(__name__)
 
 
 class PupilNotFoundError(NotFoundError):
@@ -246,8 +249,13 @@ class IdentificationApplication(ServiceApplication):
     def fold_deleted_pages(self) -> None:
         """SQLite: fold the WAL (which still holds old page images) into the file."""
         database = self.env.get("SQLITE_DBNAME")
-        if self.dialect != POSTGRES and database and ":memory:" not in database:
-            checkpoint(database)
+        if self.dialect == POSTGRES or not database or ":memory:" in database:
+            return
+        if not checkpoint(database):
+            log.warning(
+                "the WAL could not be truncated after an erasure: old page images "
+                "stay in it until a later checkpoint truncates it"
+            )
 
     def read_pupil(self, pupil: Pupil, *, reader: str, role: str) -> dict[str, Any]:
         """The pupil with its personal data, after recording who reads it."""

@@ -77,7 +77,10 @@ class Semester:
 
     def observed_on(self, today: date) -> date:
         """When the journal's signs count as observed: the semester's end, or today."""
-        return max(self.start, min(self.end, today))
+        if today < self.start:
+            message = "this semester has not begun"
+            raise InvalidSemesterError(message, {"fields": {"semester": [message]}})
+        return min(self.end, today)
 
 
 @dataclass(frozen=True)

@@ -83,8 +83,11 @@ class Vault:
 
 
 def checkpoint(database: str, attempts: int = 50) -> bool:
-    """Fold an SQLite WAL into the database file and truncate it; whether that happened."""
-    with contextlib.closing(sqlite3.connect(database, timeout=10)) as connection:
+    """Fold an SQLite WAL into the database file and truncate it; whether that happened.
+
+    Waits briefly for readers each attempt and sleeps between attempts (under eventlet
+    that lets the service's other green threads finish what they read)."""
+    with contextlib.closing(sqlite3.connect(database, timeout=0.2)) as connection:
         for _ in range(attempts):
             busy, _log, _done = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
             if not busy:

@@ -148,6 +148,8 @@ def test_semesters() -> None:
     assert (second.start, second.end) == (date(2020, 1, 1), date(2020, 6, 30))
     assert second.observed_on(date(2024, 1, 1)) == date(2020, 6, 30)
     assert second.observed_on(date(2020, 3, 3)) == date(2020, 3, 3)
+    with pytest.raises(InvalidSemesterError, match="not begun"):
+        second.observed_on(date(2019, 12, 31))
     for bad in ("2019-2021-1", "2019-2020-3", "2019/2020/1", "1"):
         with pytest.raises(InvalidSemesterError):
             Semester.parse(bad)
