@@ -11,6 +11,7 @@ import json
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -28,7 +29,12 @@ from services.planning.domain import (
     Semester,
     check_may_have_plan,
 )
-from services.planning.readmodel import PlansReadModel, PupilsReadModel, SchoolsReadModel
+from services.planning.readmodel import (
+    PlansReadModel,
+    ProvisionsReadModel,
+    PupilsReadModel,
+    SchoolsReadModel,
+)
 from shared.auth import Principal
 from shared.errors import ForbiddenError, NotFoundError, PumpursError
 from shared.inbox import IncomingEvent
@@ -41,6 +47,17 @@ RATES_FILE = Path(__file__).with_name("rates.json")
 
 class PlanNotFoundError(NotFoundError):
     code = "plan_not_found"
+
+
+@dataclass(frozen=True)
+class PlanView:
+    """A plan as read: the aggregate, and provisioning's status of its material measures."""
+
+    plan: Plan
+    provision_statuses: dict[str, str]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.plan, name)
 
 
 def load_rates(path: str | os.PathLike[str] | None = None) -> dict[str, Decimal]:
@@ -72,10 +89,12 @@ class PlanningApplication(ServiceApplication):
         self.pupils = PupilsReadModel(self.table_prefix)
         self.schools = SchoolsReadModel(self.table_prefix)
         self.plans = PlansReadModel(self.table_prefix)
+        self.provisions = ProvisionsReadModel(self.table_prefix)
         with self.transaction() as sql:
             self.pupils.create_table(sql)
             self.schools.create_table(sql)
             self.plans.create_table(sql)
+            self.provisions.create_table(sql)
 
     # -- identification's events ---------------------------------------------------------
     def apply_identification_event(self, event: IncomingEvent) -> None:
@@ -305,31 +324,32 @@ class PlanningApplication(ServiceApplication):
 
     # -- provisioning's events ------------------------------------------------------------
     def apply_provisioning_event(self, event: IncomingEvent) -> None:
-        """A provision's status, and each delivery, reach the plan's measure (and its money)."""
-        plans = self.provisioned(event) if event.type.startswith("provision_") else []
-        effects = [self.plans.upsert(plan) for plan in plans]
+        """A provision's status reaches its measure's row; a delivery, the plan and its money."""
+        plans = self.delivered(event) if event.type == "provision_delivered" else []
+        effects = self.provisions.effects_for(event.type, event.payload)
+        effects += [self.plans.upsert(plan) for plan in plans]
         self.save_tracked(*plans, tracking=event.tracking, effects=effects)
 
-    def provisioned(self, event: IncomingEvent) -> list[Plan]:
-        payload, actor = event.payload, event.envelope.actor
+    def delivered(self, event: IncomingEvent) -> list[Plan]:
+        payload = event.payload
         try:
             plan = self.load(UUID(payload["plan_id"]))
-            if event.type == "provision_delivered":
-                plan.record_material_delivery(
-                    delivery_id=payload["delivery_id"],
-                    measure_id=payload["measure_id"],
-                    amount_eur=payload["amount_eur"],
-                    delivered_on=payload["delivered_on"],
-                    by=actor,
-                )
-            plan.record_provision_status(
-                measure_id=payload["measure_id"], provision_status=payload["status"], by=actor
+            plan.record_material_delivery(
+                delivery_id=payload["delivery_id"],
+                measure_id=payload["measure_id"],
+                amount_eur=payload["amount_eur"],
+                delivered_on=payload["delivered_on"],
+                by=event.envelope.actor,
             )
         except (PumpursError, ValueError) as exc:
             # A fact planning cannot place must not stop the stream behind it.
-            log.warning("provisioning's %s not applied to a plan (%s)", event.type, exc)
+            log.warning("provisioning's delivery not applied to a plan (%s)", exc)
             return []
         return [plan]
+
+    def plan_view(self, plan_id: UUID, user: Principal) -> PlanView:
+        plan = self.get_plan(plan_id, user)
+        return PlanView(plan, self.provisions.statuses(self.query, str(plan.id)))
 
     # -- what provisioning reports, one by one --------------------------------------------
     def record_material_delivery(
@@ -349,16 +369,6 @@ class PlanningApplication(ServiceApplication):
             amount_eur=amount_eur,
             delivered_on=delivered_on,
             by=by,
-        )
-        self.save_plans(plan)
-        return plan
-
-    def record_provision_status(
-        self, plan_id: UUID, *, measure_id: str, provision_status: str, by: str
-    ) -> Plan:
-        plan = self.load(plan_id)
-        plan.record_provision_status(
-            measure_id=measure_id, provision_status=provision_status, by=by
         )
         self.save_plans(plan)
         return plan

@@ -547,7 +547,6 @@ class Plan(Aggregate):
             "hours": hours,
             "amount_eur": amount_eur,
             "subject": subject,
-            "provision_status": None,
         }
         if risk_code not in self.risk_codes:
             self.risk_codes.append(risk_code)
@@ -879,22 +878,6 @@ class Plan(Aggregate):
             "delivered_on": delivered_on,
         }
         self.spent_eur += amount_eur
-
-    def record_provision_status(self, *, measure_id: str, provision_status: str, by: str) -> None:
-        """Provisioning's view of a material measure (requested, rejected, delivered...); a
-        measure removed from the plan since has none to show."""
-        measure = self.measures.get(measure_id)
-        if measure is None or measure["provision_status"] == provision_status:
-            return
-        if measure["kind"] not in MATERIAL_KINDS:
-            raise NotAMaterialMeasureError(f"measure {measure_id} is not material support")
-        self._record_provision_status(
-            measure_id=measure_id, provision_status=provision_status, by=by
-        )
-
-    @event("ProvisionStatusRecorded")
-    def _record_provision_status(self, measure_id: str, provision_status: str, by: str) -> None:
-        self.measures[measure_id]["provision_status"] = provision_status
 
     # -- the end of the semester -----------------------------------------------------------
     def evaluate(self, *, risk_outcomes: Mapping[str, str], outcome: str, by: str) -> None:

@@ -312,3 +312,42 @@ class PlansReadModel:
             f"SELECT * FROM {self.table} {where}ORDER BY plan_id LIMIT ?", (*params, limit)
         )
         return [dict(row) for row in rows]
+
+
+class ProvisionsReadModel:
+    """Provisioning's status of each material measure, as its events report it. Kept beside
+    the plan, not in it: provisioning's decisions do not change the plan's version."""
+
+    def __init__(self, prefix: str) -> None:
+        self.table = f"{prefix}provisions"
+
+    def create_table(self, sql: Sql) -> None:
+        sql.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.table} ("
+            "plan_id TEXT NOT NULL, measure_id TEXT NOT NULL, provision_id TEXT NOT NULL, "
+            "status TEXT NOT NULL, PRIMARY KEY (plan_id, measure_id))"
+        )
+
+    def effects_for(self, event_type: str, payload: dict[str, Any]) -> list[Effect]:
+        if not event_type.startswith("provision_") or "plan_id" not in payload:
+            return []
+        row = (
+            payload["plan_id"],
+            payload["measure_id"],
+            payload["provision_id"],
+            payload["status"],
+        )
+
+        def effect(sql: Sql) -> None:
+            sql.execute(
+                f"INSERT INTO {self.table} (plan_id, measure_id, provision_id, status) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (plan_id, measure_id) DO UPDATE SET "
+                "provision_id = excluded.provision_id, status = excluded.status",
+                row,
+            )
+
+        return [effect]
+
+    def statuses(self, query: Query, plan_id: str) -> dict[str, str]:
+        rows = query(f"SELECT measure_id, status FROM {self.table} WHERE plan_id = ?", (plan_id,))
+        return {row["measure_id"]: row["status"] for row in rows}

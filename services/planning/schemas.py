@@ -222,11 +222,13 @@ class PlanSchema(Schema):
 
     def _measures(self, plan: Plan) -> list[dict[str, Any]]:
         rows = []
+        statuses = getattr(plan, "provision_statuses", {})
         for m in plan.measures.values():
             consultation = m["hours"] is not None
             rows.append(
                 {
                     **m,
+                    "provision_status": statuses.get(m["measure_id"]),
                     "logged_hours": plan.logged_hours(m["measure_id"]) if consultation else None,
                     "delivered_eur": None if consultation else plan.delivered_eur(m["measure_id"]),
                 }

@@ -92,7 +92,7 @@ class PlanningService(ServiceBase):
 
     @route("GET", PLAN, answer=PlanSchema, roles=READERS)
     def get_plan(self, call: Call, plan_id: UUID) -> Any:
-        return self.app.get_plan(plan_id, call.user)
+        return self.app.plan_view(plan_id, call.user)
 
     @route("GET", "/plans", query=PlansQuerySchema, answer=PlanListSchema, roles=READERS)
     def list_plans(self, call: Call) -> Any:

@@ -114,11 +114,6 @@ class MaterialDeliveryRecordedV1(Schema):
     delivered_on = fields.Date(required=True)
 
 
-class ProvisionStatusRecordedV1(Schema):
-    measure_id = fields.String(required=True)
-    provision_status = fields.String(required=True)
-
-
 class PlanEvaluatedV1(Schema):
     risk_outcomes = fields.Dict(
         keys=fields.String(), values=fields.String(validate=validate.OneOf(RISK_OUTCOMES))
@@ -153,7 +148,6 @@ _CONTRACTS: tuple[tuple[str, type[Schema], str], ...] = (
     ("consultation_logged", ConsultationLoggedV1, "Plan.ConsultationLogged"),
     ("consultation_confirmed", ConsultationConfirmedV1, "Plan.ConsultationConfirmed"),
     ("material_delivery_recorded", MaterialDeliveryRecordedV1, "Plan.MaterialDeliveryRecorded"),
-    ("provision_status_recorded", ProvisionStatusRecordedV1, "Plan.ProvisionStatusRecorded"),
     ("plan_evaluated", PlanEvaluatedV1, "Plan.Evaluated"),
     ("plan_continued", PlanContinuedV1, "Plan.Continued"),
     ("plan_closed", PlanClosedV1, "Plan.Closed"),

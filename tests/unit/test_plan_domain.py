@@ -398,8 +398,6 @@ def test_material_deliveries_count_as_spent_once_and_start_the_plan() -> None:
         Decimal("40.00"),
         Decimal("40.00"),
     )
-    plan.record_provision_status(measure_id=meals, provision_status="ordered", by="provisioning")
-    assert plan.measures[meals]["provision_status"] == "ordered"
 
 
 def test_a_plan_with_money_spent_cannot_be_deactivated() -> None:
@@ -505,9 +503,6 @@ def test_every_plan_event_has_a_contract_whose_payload_validates_and_carries_no_
         delivered_on=date(2019, 10, 2),
         by="p",
     )
-    plan.record_provision_status(
-        measure_id=material_measure(plan), provision_status="delivered", by="p"
-    )
     plan.revise(reason="SECRET-REASON", by="teacher")
     plan.submit(by="teacher")
     plan.return_to_author(level="school", reason="SECRET-REASON", by="director")
@@ -550,7 +545,6 @@ def test_every_plan_event_has_a_contract_whose_payload_validates_and_carries_no_
         "consultation_logged",
         "consultation_confirmed",
         "material_delivery_recorded",
-        "provision_status_recorded",
         "plan_evaluated",
         "plan_continued",
     }
