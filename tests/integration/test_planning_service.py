@@ -372,6 +372,8 @@ def test_lists_page_within_the_tenant(services: dict[str, Any]) -> None:
     assert ok(services["stranger"].get("/plans", params={"school_id": SCHOOL}))["items"] == []
     everything = ok(services["national"].get("/plans", params={"semester": SEMESTER}))["items"]
     assert plans <= {p["plan_id"] for p in everything}
+    spec = ok(Client(teacher.base_url, None).get("/openapi.json"))
+    assert {"/plans", "/plans/{plan_id}/history", "/plans/{plan_id}/continue"} <= set(spec["paths"])
 
 
 def test_planning_killed_mid_lifecycle_loses_and_repeats_nothing(services: dict[str, Any]) -> None:
