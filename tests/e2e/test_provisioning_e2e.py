@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from shared.testing import Client, running
+from shared.testing import Client, running, wait_until
 from tests.integration.test_planning_service import (
     OTHER_SCHOOL,
     SCHOOL,
@@ -23,7 +23,14 @@ from tests.integration.test_planning_service import (
     put,
     register_at_risk,
 )
-from tests.integration.test_provisioning_flow import act, provisions_of, reload, settles
+from tests.integration.test_provisioning_flow import (
+    act,
+    on_latest,
+    plan_command,
+    provisions_of,
+    reload,
+    settles,
+)
 
 SEMESTER = "2019-2020-1"
 BUDGET = f"/budgets/{SCHOOL}/{SEMESTER}"
@@ -64,6 +71,12 @@ def approve_everywhere(people: dict[str, Client], plan_id: str, version: int) ->
 def budget(client: Client) -> dict[str, str]:
     b = ok(client.get(BUDGET))
     return {k: b[k] for k in ("allocated", "committed", "spent", "available")}
+
+
+def provision_statuses(client: Client, plan_id: str) -> dict[str, str]:
+    """What the plan shows of each material measure's provision."""
+    measures = plan_of(client, plan_id)["measures"]
+    return {m["measure_id"]: m["provision_status"] for m in measures if "provision_status" in m}
 
 
 def money(provision: dict[str, Any]) -> tuple[str, str, str, str]:
@@ -123,7 +136,7 @@ def test_from_approval_to_delivery_and_a_revision_that_cuts_a_measure(
         }
         added = ok(teacher.post(f"/plans/{plan_id}/measures", body), 201)
         measures[name], version = added["measure_id"], added["version"]
-    version = approve_everywhere(people, plan_id, version)
+    approve_everywhere(people, plan_id, version)
     assert plan_of(teacher, plan_id)["status"] == "approved"
 
     # Provisioning turns each material measure into a request against the budget.
@@ -158,27 +171,39 @@ def test_from_approval_to_delivery_and_a_revision_that_cuts_a_measure(
         "available": "70.00",
     }
 
+    # The plan shows what was provided, and the delivered money as spent.
+    wait_until(lambda: plan_of(teacher, plan_id)["spent_eur"] == "80.00", timeout=30)
+    wait_until(
+        lambda: (
+            provision_statuses(teacher, plan_id)
+            == {
+                measures["bus"]: "partially_delivered",
+                measures["books"]: "delivered",
+                measures["clothes"]: "requested",
+            }
+        ),
+        timeout=30,
+    )
+    assert plan_of(teacher, plan_id)["status"] == "in_progress"
+
     # A revision: the bus costs less from November, the clothes are no longer needed.
-    version = command(teacher, plan_id, "revise", version, reason="a cheaper bus pass")["version"]
-    version = ok(
-        put(
-            teacher,
-            f"/plans/{plan_id}/measures/{measures['bus']}",
-            {
-                "kind": "public_transport",
-                "risk_code": "economic.low_income",
-                "justification": "a cheaper pass from November",
-                "amount_eur": "50.00",
-                "expected_version": version,
-            },
-        )
-    )["version"]
-    version = ok(delete(teacher, f"/plans/{plan_id}/measures/{measures['clothes']}", version))[
-        "version"
-    ]
-    # Until every level approves the revision, nothing changes in the budget.
+    plan_command(teacher, plan_id, "revise", reason="a cheaper bus pass")
+    bus_path = f"/plans/{plan_id}/measures/{measures['bus']}"
+    cheaper = {
+        "kind": "public_transport",
+        "risk_code": "economic.low_income",
+        "justification": "a cheaper pass from November",
+        "amount_eur": "50.00",
+    }
+    on_latest(
+        teacher, plan_id, lambda v: put(teacher, bus_path, {**cheaper, "expected_version": v})
+    )
+    clothes_path = f"/plans/{plan_id}/measures/{measures['clothes']}"
+    on_latest(teacher, plan_id, lambda v: delete(teacher, clothes_path, v))
+    # Until every level approves the revision, the budget keeps what it had.
     assert budget(director)["committed"] == "50.00"
-    version = approve_everywhere(people, plan_id, version)
+    for who in ("teacher", "director", "municipal", "national"):
+        plan_command(people[who], plan_id, "submit" if who == "teacher" else "approve")
     settles(director, plan_id, lambda p: p["status"] != "requested")
 
     # The cut released what was not delivered; delivered money did not move.
@@ -193,6 +218,17 @@ def test_from_approval_to_delivery_and_a_revision_that_cuts_a_measure(
         "spent": "80.00",
         "available": "110.00",
     }
+
+    wait_until(
+        lambda: (
+            provision_statuses(teacher, plan_id)
+            == {
+                measures["bus"]: "partially_delivered",
+                measures["books"]: "delivered",
+            }
+        ),
+        timeout=30,
+    )
 
     # The last month uses up the reduced amount; nothing more can be delivered.
     bus = deliver(director, bus, "2019-11-29", "10.00")
@@ -223,3 +259,9 @@ def test_from_approval_to_delivery_and_a_revision_that_cuts_a_measure(
     assert [h["version"] for h in history] == list(range(1, 9))
     listed = ok(director.get("/provisions", params={"plan_id": plan_id, "status": "delivered"}))
     assert {p["measure_id"] for p in listed["items"]} == {measures["bus"], measures["books"]}
+    wait_until(lambda: plan_of(teacher, plan_id)["spent_eur"] == "90.00", timeout=30)
+    shown = {m["measure_id"]: m for m in plan_of(teacher, plan_id)["measures"]}
+    assert (shown[measures["bus"]]["amount_eur"], shown[measures["bus"]]["delivered_eur"]) == (
+        "50.00",
+        "50.00",
+    )

@@ -8,6 +8,7 @@ Provisioning runs with a cap of 500.00 EUR per pupil per semester (PUMPURS_PUPIL
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -24,6 +25,7 @@ from tests.integration.test_planning_service import (
     draft_plan,
     known_at_risk,
     ok,
+    plan_of,
     register_at_risk,
 )
 from tests.integration.test_provisioning_budgets import Tap, put
@@ -63,6 +65,25 @@ def plan_with(
     for role in approvers:
         version = command(s[role], plan["plan_id"], "approve", version)["version"]
     return plan["plan_id"], version, measure_ids
+
+
+def on_latest(client: Client, plan_id: str, send: Callable[[int], Any], status: int = 200) -> Any:
+    """A planning command on the plan's latest version. Provisioning's deliveries change the
+    plan meanwhile (they count as spent), so a user who meets a stale version reloads the plan
+    and tries again, as a 409 tells them to."""
+    for _ in range(50):
+        answer = send(plan_of(client, plan_id)["version"])
+        if answer.status_code != 409 or answer.json()["error"]["code"] != "stale_version":
+            return ok(answer, status)
+        time.sleep(0.2)
+    raise AssertionError(f"plan {plan_id} kept changing under {answer.request.method}")
+
+
+def plan_command(client: Client, plan_id: str, action: str, **body: Any) -> dict[str, Any]:
+    path = f"/plans/{plan_id}/{action}"
+    return dict(
+        on_latest(client, plan_id, lambda v: client.post(path, {**body, "expected_version": v}))
+    )
 
 
 def provisions_of(client: Client, plan_id: str, count: int) -> dict[str, dict[str, Any]]:
@@ -274,13 +295,13 @@ def test_suspension_holds_deactivation_and_cancellation_release_the_money(
 ) -> None:
     director, teacher = stack["director@provisioning"], stack["teacher"]
     ok(put(stack["municipal@provisioning"], BUDGET, {"amount_eur": "100.00"}))
-    plan_id, version, (meals, clothes) = plan_with(
+    plan_id, _, (meals, clothes) = plan_with(
         stack, [("meals", "30.00"), ("personal_items", "20.00")]
     )
     shown = provisions_of(director, plan_id, 2)
     ok(act(director, shown[meals], "order", supplier="canteen", amount_eur="30.00"))
 
-    version = command(teacher, plan_id, "suspend", version, reason="in hospital")["version"]
+    plan_command(teacher, plan_id, "suspend", reason="in hospital")
     settles(director, plan_id, lambda p: p["status"] == "on_hold")
     held = reload(director, shown[meals])
     refused = act(
@@ -290,7 +311,7 @@ def test_suspension_holds_deactivation_and_cancellation_release_the_money(
     assert refused.json()["error"]["code"] == "transition_not_allowed"
     assert budget(director) == ("100.00", "50.00", "0.00", "50.00")  # still reserved
 
-    version = command(teacher, plan_id, "resume", version)["version"]
+    plan_command(teacher, plan_id, "resume")
     settles(director, plan_id, lambda p: p["status"] != "on_hold")
     statuses = {m: p["status"] for m, p in provisions_of(director, plan_id, 2).items()}
     assert statuses == {meals: "ordered", clothes: "requested"}
@@ -299,7 +320,7 @@ def test_suspension_holds_deactivation_and_cancellation_release_the_money(
     assert (cancelled["status"], cancelled["cancellation"]["reason"]) == ("cancelled", "not needed")
     assert budget(director) == ("100.00", "30.00", "0.00", "70.00")
 
-    command(teacher, plan_id, "deactivate", version, reason="enrolled by mistake")
+    plan_command(teacher, plan_id, "deactivate", reason="enrolled by mistake")
     settles(director, plan_id, lambda p: p["status"] == "cancelled")
     assert budget(director) == ("100.00", "0.00", "0.00", "100.00")
     causes = {

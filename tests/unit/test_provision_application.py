@@ -298,7 +298,7 @@ def test_a_command_that_loses_a_race_for_the_budget_runs_again_on_the_new_state(
     planning.approve(plan_id, {"m1": "30.00", "m2": "30.00"})
     rows = {m: ordered(app, r) for m, r in provisions(app, plan_id).items()}
     real_save = app.save
-    raced = []
+    raced: list[bool] = []
 
     def save_after_a_rival(*aggregates: Any, **kwargs: Any) -> Any:
         if not raced:  # another worker delivers on m2 between our load and our save
@@ -373,3 +373,33 @@ def test_every_event_is_published_with_plan_and_measure_and_without_free_text(
         assert free_text not in text
     for envelope in envelopes:  # every payload loads back under its contract
         registry.load(envelope)
+
+
+def test_a_hundred_deliveries_of_ten_cents_add_up_exactly_and_survive_snapshots(
+    app: ProvisioningApplication, planning: Planning, tmp_path: Path
+) -> None:
+    app.set_budget(SCHOOL, SEMESTER, amount_eur=D("10.00"), user=COORDINATOR)
+    plan_id = a_plan()
+    planning.approve(plan_id, {"m1": "10.00"})
+    row = ordered(app, provisions(app, plan_id)["m1"])
+    for month in range(100):
+        provision, _ = deliver(app, row, "0.10", f"R-{month}")
+        row = {**row, "version": provision.version}
+    assert (provision.status, provision.delivered_eur, provision.committed_eur) == (
+        "delivered",
+        D("10.00"),
+        D("0.00"),
+    )
+    assert budget_numbers(app) == ("10.00", "0.00", "10.00", "0.00")
+    budget_id = app.get_budget(SCHOOL, SEMESTER, IKVD).id
+    assert list(app.snapshots.get(budget_id))  # type: ignore[union-attr]
+    assert list(app.snapshots.get(provision.id))  # type: ignore[union-attr]
+    # Another process on the same store reads the same, from the snapshots.
+    again = ProvisioningApplication(store_env("provisioning", tmp_path, {}))
+    try:
+        reloaded = again.get_provision(provision.id, DIRECTOR)
+        assert reloaded.deliveries == provision.deliveries
+        assert (reloaded.version, reloaded.delivered_eur) == (provision.version, D("10.00"))
+        assert budget_numbers(again) == ("10.00", "0.00", "10.00", "0.00")
+    finally:
+        again.close()
