@@ -135,6 +135,15 @@ class ProvisioningApplication(ServiceApplication):
             raise BudgetNotFoundError(f"no budget is set for {school_id} in {semester}")
         return self.existing_budget(school_id, str(Semester.parse(semester)))
 
+    def budget_for_change(
+        self, school_id: str, semester: str, expected_version: int | None, user: Principal
+    ) -> Budget:
+        """The budget to set (a new one if none yet), in the caller's tenant, version checked."""
+        user.require_school(school_id)
+        budget = self.budget(school_id, str(Semester.parse(semester)))
+        check_version(budget, expected_version)
+        return budget or Budget(school_id=school_id, semester=semester, by=user.sub)
+
     @retried
     def set_budget(
         self,
@@ -145,10 +154,7 @@ class ProvisioningApplication(ServiceApplication):
         expected_version: int | None = None,
         user: Principal,
     ) -> Budget:
-        user.require_school(school_id)
-        budget = self.budget(school_id, str(Semester.parse(semester)))
-        check_version(budget, expected_version)
-        budget = budget or Budget(school_id=school_id, semester=semester, by=user.sub)
+        budget = self.budget_for_change(school_id, semester, expected_version, user)
         budget.set(amount_eur, by=user.sub)
         self.save_all(budget)
         return budget

@@ -423,10 +423,13 @@ class Provision(Aggregate):
         self.status = status
         self.rejection_reason = None
 
+    def holds_money(self) -> bool:
+        """Whether money is reserved or spent for it (then a refusal leaves it as it is)."""
+        return self.committed_eur > 0 or self.delivered_eur > 0
+
     def reject(self, reason: str, amount: Decimal, *, by: str) -> None:
         """Reserving ``amount`` was refused; a provision holding nothing is rejected."""
-        holds_money = self.committed_eur > 0 or self.delivered_eur > 0
-        status = self.status if holds_money else REJECTED
+        status = self.status if self.holds_money() else REJECTED
         self._reject(**self._ids(), reason=reason, amount_eur=amount, status=status, by=by)
 
     @event("Rejected")
@@ -627,6 +630,13 @@ class ApprovedPlan:
         )
 
 
+def refusal(
+    budget: Budget | None, pupil_id: str, amount: Decimal, pupil_cap: Decimal | None
+) -> str | None:
+    """Why ``amount`` more cannot be committed for the pupil, or None if it can."""
+    return NO_BUDGET if budget is None else budget.refusal(pupil_id, amount, pupil_cap)
+
+
 def commit_or_reject(
     provision: Provision,
     budget: Budget | None,
@@ -638,12 +648,9 @@ def commit_or_reject(
     """Reserve ``amount`` more for the provision if the budget (and the cap) allow it."""
     if amount <= 0:
         return True
-    if budget is None:
-        provision.reject(NO_BUDGET, amount, by=by)
-        return False
-    reason = budget.refusal(provision.pupil_id, amount, pupil_cap)
-    if reason is not None:
-        provision.reject(reason, amount, by=by)
+    reason = refusal(budget, provision.pupil_id, amount, pupil_cap)
+    if reason is not None or budget is None:
+        provision.reject(reason or NO_BUDGET, amount, by=by)
         return False
     budget.commit(str(provision.id), provision.pupil_id, amount, by=by)
     provision.commit(amount, by=by)
@@ -717,16 +724,22 @@ def adjust(
 ) -> None:
     """Bring a provision in line with its re-approved measure. A reduction releases the
     undelivered remainder; an increase (or a rejected request) is committed again with a
-    budget check; delivered money never changes; a cancelled provision stays cancelled."""
+    budget check, and a refused increase leaves the provision as it was; delivered money
+    never changes; a cancelled provision stays cancelled."""
     if provision.status == CANCELLED:
         return
+    more = max(measure.amount_eur - provision.delivered_eur, ZERO) - provision.committed_eur
+    reason = refusal(budget, provision.pupil_id, more, pupil_cap) if more > 0 else None
+    if reason is not None and provision.holds_money():
+        provision.replan(kind=measure.kind, planned_eur=provision.planned_eur, by=by)
+        provision.reject(reason, more, by=by)
+        return
     provision.replan(kind=measure.kind, planned_eur=measure.amount_eur, by=by)
-    needed = max(measure.amount_eur - provision.delivered_eur, ZERO)
-    if provision.committed_eur > needed:
+    if more < 0:
         assert budget is not None, "a provision holding money has a budget"
-        release(provision, budget, provision.committed_eur - needed, MEASURE_REDUCED, by=by)
-    elif provision.committed_eur < needed:
-        commit_or_reject(provision, budget, needed - provision.committed_eur, pupil_cap, by=by)
+        release(provision, budget, -more, MEASURE_REDUCED, by=by)
+    elif more > 0:
+        commit_or_reject(provision, budget, more, pupil_cap, by=by)
 
 
 def reconcile(

@@ -308,10 +308,16 @@ def test_an_increase_the_budget_cannot_take_is_refused_and_the_provision_keeps_w
     books.order(supplier="shop", amount_eur=D("60.00"), by="d")
     names(books)
     domain.reconcile(plan(("b", "learning_materials", "140.00")), [books], b, None, by="x")
-    assert money_of(books) == (ORDERED, "140.00", "60.00", "0.00")
+    assert money_of(books) == (ORDERED, "60.00", "60.00", "0.00")
     assert books.rejection_reason == OVER_BUDGET
-    assert names(books) == [["Replanned", "Rejected"]]
+    assert names(books) == [["Rejected"]]
     assert columns(b) == ("60.00", "0.00", "40.00")
+    # Once the budget allows it, approving the plan again commits the increase.
+    b.set(D("140.00"), by="coordinator")
+    domain.reconcile(plan(("b", "learning_materials", "140.00")), [books], b, None, by="x")
+    assert money_of(books) == (ORDERED, "140.00", "140.00", "0.00")
+    assert books.rejection_reason is None
+    assert columns(b) == ("140.00", "0.00", "0.00")
 
 
 def test_a_rejected_request_is_tried_again_when_the_plan_is_approved_again() -> None:
