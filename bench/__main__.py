@@ -88,9 +88,21 @@ def verdict(ok: bool | None) -> str:
     return "-" if ok is None else ("MET" if ok else "MISSED")
 
 
+NOISY_CORES = 0.3
+
+
+def other(*meters: dict[str, float] | None) -> str:
+    """The most CPU other people's work took during these measurements (cores)."""
+    values = [m["other_work_cores"] for m in meters if m and "other_work_cores" in m]
+    if not values:
+        return ""
+    worst = max(values)
+    return f"{worst:.2f}" + (" NOISY" if worst > NOISY_CORES else "")
+
+
 def table(results: dict[str, Any]) -> str:
-    rows: list[tuple[str, str, str, str, str]] = []
-    head = ("measurement", "ours", "peer", "ratio", "target")
+    rows: list[tuple[str, ...]] = []
+    head = ("measurement", "ours", "peer", "ratio", "target", "other work")
     for r in results.get("relay", []):
         s = r["store"]
         rows.append(
@@ -100,6 +112,7 @@ def table(results: dict[str, Any]) -> str:
                 fmt(r["bare"]["per_second"]) + " bare",
                 fmt(r["ratio"], "x"),
                 f">= {TARGETS['relay_ratio']}x {verdict(r['ratio'] >= TARGETS['relay_ratio'])}",
+                other(r["relay"].get("cpu"), r["bare"].get("cpu")),
             )
         )
         rows.append(
@@ -109,6 +122,7 @@ def table(results: dict[str, Any]) -> str:
                 fmt(r["bare"]["per_second"]) + " bare",
                 fmt(r["ratio_in_service"], "x"),
                 "(info)",
+                "",
             )
         )
     c = results.get("commands")
@@ -124,6 +138,7 @@ def table(results: dict[str, Any]) -> str:
                 + f" (rounds {'/'.join(map(str, c['ratio_throughput_per_round']))})",
                 f">= {TARGETS['command_throughput_ratio']}x "
                 f"{verdict(ratio >= TARGETS['command_throughput_ratio'])}",
+                other(*o["throughput"]["cpu_per_round"], *p["throughput"]["cpu_per_round"]),
             )
         )
         rows.append(
@@ -133,6 +148,7 @@ def table(results: dict[str, Any]) -> str:
                 "",
                 fmt(c["ratio_throughput_ours_to_ceiling"], "x"),
                 "(info)",
+                "",
             )
         )
         ol, pl, nl = (x["open_loop"]["latency"] for x in (o, p, n))
@@ -143,6 +159,7 @@ def table(results: dict[str, Any]) -> str:
                 fmt(pl["p50_ms"], " ms"),
                 "",
                 f"(ceiling {fmt(nl['p50_ms'], ' ms')})",
+                "",
             )
         )
         p99 = ol["p99_ms"]
@@ -156,6 +173,7 @@ def table(results: dict[str, Any]) -> str:
                 f"<= {TARGETS['command_p99_ms']:.0f} ms "
                 f"{verdict(p99 is not None and not dropped and p99 <= TARGETS['command_p99_ms'])}"
                 + (f", OVERLOADED: {dropped} not sent" if dropped else ""),
+                other(*o["open_loop"]["cpu_per_round"], *p["open_loop"]["cpu_per_round"]),
             )
         )
     for e in results.get("e2e", []):
@@ -178,6 +196,7 @@ def table(results: dict[str, Any]) -> str:
                     "",
                     "",
                     target or "(info)",
+                    other(ph.get("cpu_during_load")),
                 )
             )
             rows.append(
@@ -192,9 +211,10 @@ def table(results: dict[str, Any]) -> str:
                         if ph.get("dropped_overloaded")
                         else ""
                     ),
+                    "",
                 )
             )
-    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(5)]
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
     line = "  ".join("-" * w for w in widths)
     out = ["  ".join(str(v).ljust(w) for v, w in zip(head, widths, strict=True)), line]
     out += ["  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
@@ -225,6 +245,8 @@ Method
   at_risk = 1 (the table GET /pupils-at-risk reads; written in the inbox transaction). Latency
   = first sighting - scheduled send time (and - the command's answer). All services, the
   broker, the database and the load generator share this machine's CPUs.
+"other work": cores busy during the measurement with processes that are not part of it
+  (machine busy - services, broker and this client): above 0.3 the numbers are NOISY.
 """
 
 
