@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from services.identification.catalogue import ABSENCES, LOW_ACHIEVEMENT
-from services.identification.domain import PersonalData, check_grade
+from services.identification.domain import PersonalData, check_grade, grade_range
 from shared.errors import BadRequestError, InvalidInputError, PumpursError
 from shared.schools import School as SchoolInfo
 
@@ -175,14 +175,14 @@ def parse_journal(raw: bytes, school: SchoolInfo) -> Journal:
     first = next(records, None)
     if first is None:
         raise JournalFormatError("the file is empty")
-    columns, subjects = _header(first[1])
-    journal = Journal(list(subjects))
+    reader = _RowReader(first[1], school)
+    journal = Journal(list(reader.subjects))
     seen: dict[str, int] = {}
     for line, cells in records:
         if not any(cell.strip() for cell in cells):
             continue
         try:
-            row = _row(line, cells, len(first[1]), columns, subjects, school)
+            row = reader.row(line, cells)
             _check_unique(row, seen)
             journal.rows.append(row)
         except RowError as exc:
@@ -199,31 +199,34 @@ def _check_unique(row: JournalRow, seen: dict[str, int]) -> None:
 # -- one row ----------------------------------------------------------------------------------
 
 
-def _row(
-    line: int,
-    cells: list[str],
-    width: int,
-    columns: dict[str, int],
-    subjects: dict[str, int],
-    school: SchoolInfo,
-) -> JournalRow:
-    if len(cells) != width:
-        raise RowError(f"expected {width} fields, found {len(cells)}")
-    value = {name: cells[index].strip() for name, index in columns.items()}
-    birth_date = _date(value["birth_date"])
-    grade = _whole(value["grade"], "grade")
-    try:
-        personal = PersonalData.checked(
-            value["given_name"], value["family_name"], value["personal_code"], birth_date
-        )
-        check_grade(school, grade)
-    except PumpursError as exc:
-        raise RowError(exc.message) from None
-    gender = value["gender"].upper()
-    if gender not in ("F", "M"):
-        raise RowError("gender must be F or M")
-    unexcused = _whole(value["unexcused_lessons"], "unexcused lessons")
-    return JournalRow(line, personal, grade, gender, unexcused, _marks(cells, subjects))
+class _RowReader:
+    """Reads the rows under one header, for one school."""
+
+    def __init__(self, header: list[str], school: SchoolInfo) -> None:
+        self.width = len(header)
+        self.columns, self.subjects = _header(header)
+        self.school = school
+        self.grades = range(grade_range(school)[0], grade_range(school)[1] + 1)
+
+    def row(self, line: int, cells: list[str]) -> JournalRow:
+        if len(cells) != self.width:
+            raise RowError(f"expected {self.width} fields, found {len(cells)}")
+        value = {name: cells[index].strip() for name, index in self.columns.items()}
+        birth_date = _date(value["birth_date"])
+        grade = _whole(value["grade"], "grade")
+        try:
+            personal = PersonalData.checked(
+                value["given_name"], value["family_name"], value["personal_code"], birth_date
+            )
+            if grade not in self.grades:
+                check_grade(self.school, grade)
+        except PumpursError as exc:
+            raise RowError(exc.message) from None
+        gender = value["gender"].upper()
+        if gender not in ("F", "M"):
+            raise RowError("gender must be F or M")
+        unexcused = _whole(value["unexcused_lessons"], "unexcused lessons")
+        return JournalRow(line, personal, grade, gender, unexcused, _marks(cells, self.subjects))
 
 
 def _marks(cells: list[str], subjects: dict[str, int]) -> dict[str, int | None]:
@@ -238,7 +241,7 @@ def _marks(cells: list[str], subjects: dict[str, int]) -> dict[str, int | None]:
 
 
 def _whole(raw: str, what: str) -> int:
-    if not _DIGITS.match(raw):
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 4):
         raise RowError(f"{what} must be a whole number of 0 or more")
     return int(raw)
 
@@ -247,9 +250,11 @@ def _date(raw: str) -> date:
     try:
         if match := _LATVIAN_DATE.match(raw):
             return date(int(match.group(3)), int(match.group(2)), int(match.group(1)))
-        return date.fromisoformat(raw)
+        if len(raw) == 10:
+            return date.fromisoformat(raw)
     except ValueError:
-        raise RowError("birth date must be a real date (YYYY-MM-DD or DD.MM.YYYY)") from None
+        pass
+    raise RowError("birth date must be a real date (YYYY-MM-DD or DD.MM.YYYY)")
 
 
 def _mark(raw: str, subject: str) -> int | None:
