@@ -151,6 +151,17 @@ def table(results: dict[str, Any]) -> str:
                 "",
             )
         )
+        oc, pc = o["throughput"], p["throughput"]
+        rows.append(
+            (
+                "  server CPU per request, closed loop",
+                fmt(oc.get("server_cpu_ms_per_request"), " ms"),
+                fmt(pc.get("server_cpu_ms_per_request"), " ms"),
+                fmt(c.get("ratio_cpu_per_request_ours_to_peer", {}).get("throughput"), "x"),
+                "(info: less sensitive to other work)",
+                "",
+            )
+        )
         ol, pl, nl = (x["open_loop"]["latency"] for x in (o, p, n))
         rows.append(
             (
@@ -211,6 +222,17 @@ def table(results: dict[str, Any]) -> str:
                         if ph.get("dropped_overloaded")
                         else ""
                     ),
+                    "",
+                )
+            )
+            per_command = ph.get("cpu_ms_per_command", {})
+            rows.append(
+                (
+                    "  CPU per command, identification/planning",
+                    "/".join(fmt(v) for v in per_command.values()) + " ms",
+                    "",
+                    "",
+                    "(info: less sensitive to other work)",
                     "",
                 )
             )

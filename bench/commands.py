@@ -125,6 +125,13 @@ class Server:
         seconds = sum(r.seconds for r in self.closed)
         latencies = [x for r in self.closed for x in r.latencies]
         open_latencies = [x for r in self.opened for x in r.latencies]
+
+        def cpu_ms(meters: list[dict[str, float]], answered: list[int]) -> float | None:
+            """Milliseconds of the server's CPU per answered request."""
+            used = sum(m["server_cores"] * m["seconds"] for m in meters)
+            total = sum(answered)
+            return round(1000 * used / total, 2) if total else None
+
         return {
             "throughput": {
                 "requests": requests,
@@ -132,6 +139,9 @@ class Server:
                 "per_second": round(requests / seconds, 1),
                 "per_round": [round(r.per_second, 1) for r in self.closed],
                 "latency": load.summary_ms(latencies),
+                "server_cpu_ms_per_request": cpu_ms(
+                    self.cpu["closed"], [r.completed for r in self.closed]
+                ),
                 "cpu_per_round": self.cpu["closed"],
             },
             "open_loop": {
@@ -141,6 +151,9 @@ class Server:
                 "dropped_overloaded": sum(r.dropped for r in self.opened),
                 "latency": load.summary_ms(open_latencies),
                 "p99_ms_per_round": [load.summary_ms(r.latencies)["p99_ms"] for r in self.opened],
+                "server_cpu_ms_per_request": cpu_ms(
+                    self.cpu["open"], [len(r.latencies) for r in self.opened]
+                ),
                 "cpu_per_round": self.cpu["open"],
             },
         }
@@ -275,6 +288,12 @@ def run(
             ours["throughput"]["per_round"], peer_r["throughput"]["per_round"], strict=True
         )
     ]
+    results["ratio_cpu_per_request_ours_to_peer"] = {
+        mode: round(
+            ours[mode]["server_cpu_ms_per_request"] / peer_r[mode]["server_cpu_ms_per_request"], 2
+        )
+        for mode in ("throughput", "open_loop")
+    }
     results["ratio_throughput_ours_to_ceiling"] = round(tp / noop["throughput"]["per_second"], 2)
     results["ratio_p99_ours_to_peer"] = round(
         ours["open_loop"]["latency"]["p99_ms"] / peer_r["open_loop"]["latency"]["p99_ms"], 2

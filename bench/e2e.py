@@ -166,6 +166,10 @@ def phase(
         "latency_from_command_answered": load.summary_ms(from_answer),
         "command_latency": load.summary_ms(result.latencies),
         "cpu_during_load": cpu,
+        "cpu_ms_per_command": {
+            name: round(1000 * cpu[f"{name}_cores"] * cpu["seconds"] / max(len(from_sent), 1), 2)
+            for name in ("identification", "planning")
+        },
         "pupils": pupils,
     }
     lat = out["latency_from_command_sent"]

@@ -131,6 +131,7 @@ class ClosedLoopResult:
     seconds: float
     latencies: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    completed: int = 0  # all requests answered, warm-up included
 
     @property
     def per_second(self) -> float:
@@ -172,7 +173,8 @@ def closed_loop(
     for t in threads:
         t.join()
     inside = [lat for rows in done for (at, lat) in rows if window[0] <= at < window[1]]
-    return ClosedLoopResult(len(inside), duration, inside, errors)
+    completed = sum(len(rows) for rows in done)
+    return ClosedLoopResult(len(inside), duration, inside, errors, completed)
 
 
 def register_many(port: int, token: str | None, count: int, concurrency: int = 8) -> list[str]:

@@ -204,8 +204,9 @@ class CpuMeter:
         busy = 1 - (idle - self.machine[0]) / max(total - self.machine[1], 1)
         out["machine_busy_cores"] = round(busy * (os.cpu_count() or 1), 2)
         # What nothing of this measurement used: other people's work on the machine.
-        ours = sum(v for k, v in out.items() if k != "machine_busy_cores")
+        ours = sum(v for k, v in out.items() if k.endswith("_cores") and k != "machine_busy_cores")
         out["other_work_cores"] = round(max(out["machine_busy_cores"] - ours, 0.0), 2)
+        out["seconds"] = round(seconds, 3)
         return out
 
 
