@@ -97,6 +97,15 @@ class Watcher(threading.Thread):
             conn.close()
 
 
+def consumed(planning: ServiceProcess) -> dict[str, float]:
+    return {
+        outcome: planning.metric(
+            "pumpurs_events_consumed_total", source="identification", outcome=outcome
+        )
+        for outcome in ("ok", "caught_up", "duplicate", "retried", "dead_lettered")
+    }
+
+
 def planning_count(stores: Stores) -> int:
     rows = stores.query("planning", f"SELECT count(*) AS n FROM {TABLE}")
     return int(rows[0]["n"])
@@ -127,6 +136,7 @@ def phase(
 
         return job
 
+    consumed_before = consumed(planning)
     log(f"e2e/{stores.kind}: flagging, open loop at {rate:.0f}/s for {seconds:.0f}s")
     assert identification.proc is not None and planning.proc is not None
     cpu_meter = meter(identification=identification.proc.pid, planning=planning.proc.pid)
@@ -138,6 +148,8 @@ def phase(
         wait_until(lambda: not watcher.pending, 30, 0.05)
     watcher.stopping.set()
     watcher.join(5)
+    time.sleep(0.5)
+    consumed_after = consumed(planning)
     if watcher.error is not None:
         raise watcher.error
     if result.errors:
@@ -166,6 +178,11 @@ def phase(
         "latency_from_command_answered": load.summary_ms(from_answer),
         "command_latency": load.summary_ms(result.latencies),
         "cpu_during_load": cpu,
+        # How planning's inbox got the events of this phase: from the queue ("ok"), by
+        # its periodic catch-up over RPC ("caught_up"), or again ("duplicate").
+        "planning_events_consumed": {
+            k: int(consumed_after[k] - consumed_before[k]) for k in consumed_after
+        },
         "cpu_ms_per_command": {
             name: round(1000 * cpu[f"{name}_cores"] * cpu["seconds"] / max(len(from_sent), 1), 2)
             for name in ("identification", "planning")
