@@ -19,6 +19,16 @@ from shared.schools import reference_schools
 from shared.store import Sql
 
 Query = Callable[..., list[Any]]
+_LIST_COLUMNS = {
+    "pupil_id": "text",
+    "school_id": "text",
+    "grade": "int",
+    "gender": "text",
+    "at_risk": "int",
+    "status": "text",
+    "erased": "int",
+    "version": "int",
+}
 
 
 class PupilsList:
@@ -40,8 +50,8 @@ class PupilsList:
         """Effect: each pupil's row as the pupil now is."""
         insert_rows(
             sql,
-            f"INSERT INTO {self.table} "
-            "(pupil_id, school_id, grade, gender, at_risk, status, erased, version)",
+            self.table,
+            _LIST_COLUMNS,
             [
                 (
                     str(p.id),

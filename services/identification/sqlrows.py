@@ -1,28 +1,35 @@
-"""Many rows in one statement on PostgreSQL: ``INSERT ... VALUES (...), (...)``.
+"""Many rows into one table in one statement.
 
-One statement a chunk instead of ``executemany``: under eventlet, psycopg waits for the
-socket once per statement, and a pipelined ``executemany`` of 500 rows waits 1500 times.
+SQLite (in process, nothing to wait for) takes them through one prepared statement
+(``executemany``). PostgreSQL takes them as one ``INSERT ... SELECT FROM unnest(...)`` of
+one array a column: under eventlet psycopg waits on the socket once a statement, and a
+pipelined ``executemany`` of 500 rows waited about 1500 times; a 500-row ``VALUES`` list
+costs the server three times what the arrays do.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from shared.store import SQLITE, Sql
 
-CHUNK = 500  # rows a statement; 500 x 8 columns stays far below either database's limits
 
-
-def insert_rows(sql: Sql, head: str, rows: Sequence[Sequence[Any]], tail: str = "") -> None:
-    """``head`` is ``INSERT INTO t (a, b)``; ``tail`` e.g. an ``ON CONFLICT`` clause.
-
-    SQLite (in process, no waiting) is a little faster with one prepared statement."""
-    if sql.dialect == SQLITE and rows:
-        sql.executemany(f"{head} VALUES ({', '.join('?' * len(rows[0]))}) {tail}", rows)
+def insert_rows(
+    sql: Sql,
+    table: str,
+    columns: Mapping[str, str],
+    rows: Sequence[Sequence[Any]],
+    tail: str = "",
+) -> None:
+    """Insert ``rows`` (values in ``columns`` order; ``columns`` maps each column to its
+    PostgreSQL type); ``tail`` is e.g. an ``ON CONFLICT`` clause."""
+    if not rows:
         return
-    for start in range(0, len(rows), CHUNK):
-        chunk = rows[start : start + CHUNK]
-        row = f"({', '.join('?' * len(chunk[0]))})"
-        values = ", ".join([row] * len(chunk))
-        sql.execute(f"{head} VALUES {values} {tail}", [v for r in chunk for v in r])
+    head = f"INSERT INTO {table} ({', '.join(columns)})"
+    if sql.dialect == SQLITE:
+        sql.executemany(f"{head} VALUES ({', '.join('?' * len(columns))}) {tail}", rows)
+        return
+    arrays = ", ".join(f"?::{kind}[]" for kind in columns.values())
+    by_column = [list(column) for column in zip(*rows, strict=True)]
+    sql.execute(f"{head} SELECT * FROM unnest({arrays}) {tail}", by_column)

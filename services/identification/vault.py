@@ -48,15 +48,18 @@ class Vault:
         """Store (pupil id, wrapped key, code digest) rows; a digest already there fails."""
         rows = list(rows)
         self._secure(sql)
+        ids = [str(pupil_id) for pupil_id, _, _ in rows]
         insert_rows(
             sql,
-            f"INSERT INTO {self.keys} (pupil_id, wrapped_key)",
-            [(str(pupil_id), wrapped) for pupil_id, wrapped, _ in rows],
+            self.keys,
+            {"pupil_id": "text", "wrapped_key": "text"},
+            [(pupil_id, wrapped) for pupil_id, (_, wrapped, _) in zip(ids, rows, strict=True)],
         )
         insert_rows(
             sql,
-            f"INSERT INTO {self.codes} (digest, pupil_id)",
-            [(digest, str(pupil_id)) for pupil_id, _, digest in rows],
+            self.codes,
+            {"digest": "text", "pupil_id": "text"},
+            [(digest, pupil_id) for pupil_id, (_, _, digest) in zip(ids, rows, strict=True)],
         )
 
     def destroy(self, sql: Sql, pupil_id: UUID) -> None:
