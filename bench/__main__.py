@@ -10,6 +10,11 @@ PUMPURS_RABBITMQ_API, as written by scripts/rabbitmq.sh) and, for --store postgr
 PostgreSQL (PUMPURS_POSTGRES_ADMIN_DSN, POSTGRES_*); whatever is missing is started
 privately in var/bench-stack and stopped at the end. Every vhost, database and
 process a run creates is removed or stopped again.
+
+Run time on a 2-core machine: about 7-10 minutes (the bare publisher's 50,000 round
+trips take 1-2 of them), 4-5 with --quick, 3-4 more with --store postgres. The
+machine should be otherwise idle: each measurement records the CPU that other
+processes took meanwhile and the table marks the noisy ones.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ TARGETS = {
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="shorter run (about 3 minutes)")
+    p.add_argument("--quick", action="store_true", help="shorter run (4-5 minutes)")
     p.add_argument(
         "--store",
         choices=["sqlite", "postgres"],
