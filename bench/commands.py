@@ -128,7 +128,7 @@ class Server:
 
         def cpu_ms(meters: list[dict[str, float]], answered: list[int]) -> float | None:
             """Milliseconds of the server's CPU per answered request."""
-            used = sum(m["server_cores"] * m["seconds"] for m in meters)
+            used = sum(m.get("server_cores", 0.0) * m["seconds"] for m in meters)
             total = sum(answered)
             return round(1000 * used / total, 2) if total else None
 
@@ -289,8 +289,11 @@ def run(
         )
     ]
     results["ratio_cpu_per_request_ours_to_peer"] = {
-        mode: round(
-            ours[mode]["server_cpu_ms_per_request"] / peer_r[mode]["server_cpu_ms_per_request"], 2
+        mode: (
+            round(ours[mode]["server_cpu_ms_per_request"] / peer_ms, 2)
+            if (peer_ms := peer_r[mode]["server_cpu_ms_per_request"])
+            and ours[mode]["server_cpu_ms_per_request"]
+            else None
         )
         for mode in ("throughput", "open_loop")
     }

@@ -184,7 +184,9 @@ def phase(
             k: int(consumed_after[k] - consumed_before[k]) for k in consumed_after
         },
         "cpu_ms_per_command": {
-            name: round(1000 * cpu[f"{name}_cores"] * cpu["seconds"] / max(len(from_sent), 1), 2)
+            name: round(
+                1000 * cpu.get(f"{name}_cores", 0.0) * cpu["seconds"] / max(len(from_sent), 1), 2
+            )
             for name in ("identification", "planning")
         },
         "pupils": pupils,

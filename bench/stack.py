@@ -176,9 +176,12 @@ def settle(max_seconds: float = 6.0, idle_share: float = 0.8, window: float = 0.
     return time.monotonic() - started
 
 
-def process_cpu(pid: int) -> float:
-    """CPU seconds (user + system) a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def process_cpu(pid: int) -> float | None:
+    """CPU seconds (user + system) a process has used so far (None once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -196,10 +199,11 @@ class CpuMeter:
 
     def read(self) -> dict[str, float]:
         seconds = self._clock() - self.start
-        out = {
-            f"{name}_cores": round((process_cpu(pid) - self.cpu[name]) / seconds, 2)
-            for name, pid in self.pids.items()
-        }
+        out: dict[str, float] = {}
+        for name, pid in self.pids.items():
+            now, then = process_cpu(pid), self.cpu[name]
+            if now is not None and then is not None:
+                out[f"{name}_cores"] = round((now - then) / seconds, 2)
         idle, total = _cpu_times()
         busy = 1 - (idle - self.machine[0]) / max(total - self.machine[1], 1)
         out["machine_busy_cores"] = round(busy * (os.cpu_count() or 1), 2)
