@@ -21,7 +21,7 @@ it (its own workload: POST /pupils then a risk sign, commit-then-dispatch with c
 
 Loading: a plan is driven to 2,000 events through PlanningApplication on SQLite (one save
 per command, as the service saves), then loaded ``loads`` times in this process
-(``get_plan``: latest snapshot + the events after it + the tenant check); also with 49
+(``get_plan``: latest snapshot + the events after it + the tenant check); also with 19
 events after the last snapshot (the worst case of the interval), without snapshots (replay
 of every event, for comparison), from the service's aggregate cache (fast-forward + copy),
 and ``GET /plans/{id}`` through the service. Loads "from the store" bypass the cache.
@@ -486,7 +486,7 @@ def measure_loading(data_dir: Path, plan_id: str, loads: int) -> dict[str, Any]:
         finally:
             replay_app.close()
         measure_id = next(iter(plan.measures))
-        extend_history(app, pid, measure_id, plan.version + 49)
+        extend_history(app, pid, measure_id, plan.version + 19)
         worst = {"events": app.load(pid).version, **time_loads(app, pid, loads)}
     finally:
         app.close()
@@ -501,7 +501,7 @@ def measure_loading(data_dir: Path, plan_id: str, loads: int) -> dict[str, Any]:
         "worst_case_after_snapshot": worst,
         "without_snapshots": replayed,
         "from_the_cache": cached,
-        "snapshot_every": 50,
+        "snapshot_every": 20,
         "snapshots": len(snapshots),
     }
 

@@ -80,7 +80,7 @@ class PlanningApplication(ServiceApplication):
     # (by any replica) and works on a copy, so a refused command leaves the cache as it was.
     env = {**ServiceApplication.env, "AGGREGATE_CACHE_MAXSIZE": "1000"}
     # Loading a plan reads its latest snapshot and at most this many events after it.
-    snapshotting_intervals = {Plan: 50}
+    snapshotting_intervals = {Plan: 20}
     snapshotting_projectors = {Plan: project_plan}
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:

@@ -8,6 +8,7 @@ leaves the plan as it was. The plan's events are its audit trail.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -352,19 +353,34 @@ def _pack(consultation: Mapping[str, Any]) -> list[Any]:
     return row
 
 
+@functools.lru_cache(maxsize=4096)
+def _decimal(text: str) -> Decimal:
+    return Decimal(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _day(text: str) -> date:
+    return date.fromisoformat(text)
+
+
 def _unpack(row: list[Any]) -> dict[str, Any]:
+    # Hours, amounts and dates repeat across consultations: each distinct text is parsed
+    # once (Decimal and date are immutable, so sharing them is safe).
     consultation_id, measure_id, day, hours, provider, topic, remote, cost, confirmed_on = row
     return {
         "consultation_id": consultation_id,
         "measure_id": measure_id,
-        "date": date.fromisoformat(day),
-        "hours": Decimal(hours),
+        "date": _day(day),
+        "hours": _decimal(hours),
         "provider": provider,
         "topic": topic,
         "remote": remote,
-        "cost_eur": Decimal(cost),
-        "confirmed_on": date.fromisoformat(confirmed_on) if confirmed_on else None,
+        "cost_eur": _decimal(cost),
+        "confirmed_on": _day(confirmed_on) if confirmed_on else None,
     }
+
+
+_ROWS = frozenset({"measures", "consultations", "deliveries"})
 
 
 def _copy(value: Any) -> Any:
@@ -381,9 +397,16 @@ class Plan(Aggregate):
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Plan:
         # The application's cache hands out copies; the generic deepcopy spent more time
-        # on the Decimals and dates than the database spends finding the plan.
+        # on the Decimals and dates than the database spends finding the plan. Rows (a
+        # measure, a consultation...) hold immutable values only: a shallow copy each.
         clone = object.__new__(type(self))
-        clone.__dict__.update(_copy(self.__dict__))
+        state = {}
+        for name, value in self.__dict__.items():
+            if name in _ROWS:
+                state[name] = {key: dict(row) for key, row in value.items()}
+            else:
+                state[name] = _copy(value)
+        clone.__dict__.update(state)
         return clone
 
     class Snapshot(AggregateSnapshot):
