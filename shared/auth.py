@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from shared.errors import AuthenticationError, ForbiddenError
-from shared.schools import municipality_of
+from shared.schools import municipality_of, reference_schools
 
 ALGORITHM = "EdDSA"
 ISSUER = "pumpurs"
@@ -74,6 +74,17 @@ class Principal:
     def require_school(self, school_id: str) -> None:
         if not self.sees_school(school_id):
             raise ForbiddenError("this school is outside your tenant")
+
+
+def visible_schools(principal: Principal, requested: str | None) -> list[str] | None:
+    """The schools a list may show: the tenant's, narrowed by the request (None: all)."""
+    if principal.role in NATIONWIDE_ROLES:
+        return [requested] if requested else None
+    if principal.role in SCHOOL_ROLES and principal.school:
+        schools = [principal.school]
+    else:
+        schools = [s for s in reference_schools() if principal.sees_school(s)]
+    return [s for s in schools if s == requested] if requested else schools
 
 
 def principal_from_claims(claims: Mapping[str, Any]) -> Principal:

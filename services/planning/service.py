@@ -34,14 +34,11 @@ from shared.auth import (
     DIRECTOR,
     MUNICIPAL_COORDINATOR,
     NATIONAL_COORDINATOR,
-    NATIONWIDE_ROLES,
-    SCHOOL_ROLES,
     TEACHER,
-    Principal,
+    visible_schools,
 )
 from shared.eventstore import EventStore
 from shared.inbox import IncomingEvent, inbox
-from shared.schools import reference_schools
 from shared.service import ServiceBase
 from shared.web import Call, route
 
@@ -53,17 +50,6 @@ PLAN = "/plans/<uuid:plan_id>"
 
 def make_application(env: Mapping[str, str]) -> PlanningApplication:
     return PlanningApplication(env)
-
-
-def visible_schools(principal: Principal, requested: str | None) -> list[str] | None:
-    """The schools a list may show: the tenant's, narrowed by the request."""
-    if principal.role in NATIONWIDE_ROLES:
-        return [requested] if requested else None
-    if principal.role in SCHOOL_ROLES and principal.school:
-        schools = [principal.school]
-    else:
-        schools = [s for s in reference_schools() if principal.sees_school(s)]
-    return [s for s in schools if s == requested] if requested else schools
 
 
 class PlanningService(ServiceBase):
