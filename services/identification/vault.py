@@ -1,10 +1,11 @@
-"""The mutable tables behind crypto-shredding: wrapped pupil keys and the code index.
+"""The mutable table behind crypto-shredding: each pupil's wrapped key and code digest.
 
-Both live in identification's own database beside the (immutable) events and are
-written by effects in the same transaction as the pupil's events. Erasure deletes a
-pupil's rows here. On SQLite every write runs with ``secure_delete`` on, so deleted
-or moved cells are overwritten in the file, and ``checkpoint`` folds the WAL back and
-truncates it, so no old page image keeps a deleted key either.
+One row a pupil in identification's own database beside the (immutable) events, written
+by an effect in the same transaction as the pupil's events: the pupil's data key,
+wrapped by the master key, and the keyed digest of the personal code (unique: the code
+index). Erasure deletes the row. On SQLite every write runs with ``secure_delete`` on,
+so deleted or moved cells are overwritten in the file, and ``checkpoint`` folds the WAL
+back and truncates it, so no old page image keeps a deleted key either.
 """
 
 from __future__ import annotations
@@ -24,19 +25,13 @@ Query = Callable[..., list[Any]]
 
 class Vault:
     def __init__(self, prefix: str) -> None:
-        self.keys = f"{prefix}pupil_keys"
-        self.codes = f"{prefix}personal_codes"
+        self.table = f"{prefix}pupil_keys"
 
     def create_tables(self, sql: Sql) -> None:
         sql.execute(
-            f"CREATE TABLE IF NOT EXISTS {self.keys} "
-            "(pupil_id TEXT PRIMARY KEY, wrapped_key TEXT NOT NULL)"
+            f"CREATE TABLE IF NOT EXISTS {self.table} (pupil_id TEXT PRIMARY KEY, "
+            "wrapped_key TEXT NOT NULL, code_digest TEXT NOT NULL UNIQUE)"
         )
-        sql.execute(
-            f"CREATE TABLE IF NOT EXISTS {self.codes} "
-            "(digest TEXT PRIMARY KEY, pupil_id TEXT NOT NULL)"
-        )
-        sql.execute(f"CREATE INDEX IF NOT EXISTS {self.codes}_pupil ON {self.codes} (pupil_id)")
 
     @staticmethod
     def _secure(sql: Sql) -> None:
@@ -46,30 +41,21 @@ class Vault:
     # -- effects (run inside the transaction that stores the events) -------------------------
     def keep(self, sql: Sql, rows: Iterable[tuple[UUID, str, str]]) -> None:
         """Store (pupil id, wrapped key, code digest) rows; a digest already there fails."""
-        rows = list(rows)
         self._secure(sql)
-        ids = [str(pupil_id) for pupil_id, _, _ in rows]
         insert_rows(
             sql,
-            self.keys,
-            {"pupil_id": "text", "wrapped_key": "text"},
-            [(pupil_id, wrapped) for pupil_id, (_, wrapped, _) in zip(ids, rows, strict=True)],
-        )
-        insert_rows(
-            sql,
-            self.codes,
-            {"digest": "text", "pupil_id": "text"},
-            [(digest, pupil_id) for pupil_id, (_, _, digest) in zip(ids, rows, strict=True)],
+            self.table,
+            {"pupil_id": "text", "wrapped_key": "text", "code_digest": "text"},
+            [(str(pupil_id), wrapped, digest) for pupil_id, wrapped, digest in rows],
         )
 
     def destroy(self, sql: Sql, pupil_id: UUID) -> None:
         self._secure(sql)
-        sql.execute(f"DELETE FROM {self.keys} WHERE pupil_id = ?", (str(pupil_id),))
-        sql.execute(f"DELETE FROM {self.codes} WHERE pupil_id = ?", (str(pupil_id),))
+        sql.execute(f"DELETE FROM {self.table} WHERE pupil_id = ?", (str(pupil_id),))
 
     # -- reads --------------------------------------------------------------------------------
     def wrapped_key(self, query: Query, pupil_id: UUID) -> str | None:
-        rows = query(f"SELECT wrapped_key FROM {self.keys} WHERE pupil_id = ?", (str(pupil_id),))
+        rows = query(f"SELECT wrapped_key FROM {self.table} WHERE pupil_id = ?", (str(pupil_id),))
         return str(rows[0]["wrapped_key"]) if rows else None
 
     def pupils_by_digest(self, query: Query, digests: Sequence[str]) -> dict[str, UUID]:
@@ -77,11 +63,11 @@ class Vault:
         for start in range(0, len(digests), 500):
             chunk = digests[start : start + 500]
             rows = query(
-                f"SELECT digest, pupil_id FROM {self.codes} "
-                f"WHERE digest IN ({','.join('?' * len(chunk))})",
+                f"SELECT code_digest, pupil_id FROM {self.table} "
+                f"WHERE code_digest IN ({','.join('?' * len(chunk))})",
                 chunk,
             )
-            found.update((r["digest"], UUID(r["pupil_id"])) for r in rows)
+            found.update((r["code_digest"], UUID(r["pupil_id"])) for r in rows)
         return found
 
 

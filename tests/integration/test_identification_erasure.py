@@ -121,19 +121,14 @@ def test_after_erasure_the_database_holds_no_trace_of_name_or_code(
         CODE,
     )
     # What would unlock the ciphertexts: the pupil's wrapped key and its code-index entry.
-    key_row = system.stores.query(
+    vault = system.stores.query(
         "identification",
-        "SELECT wrapped_key FROM identification_pupil_keys WHERE pupil_id = ?",
-        (pupil_id,),
-    )
-    digest_row = system.stores.query(
-        "identification",
-        "SELECT digest FROM identification_personal_codes WHERE pupil_id = ?",
+        "SELECT wrapped_key, code_digest FROM identification_pupil_keys WHERE pupil_id = ?",
         (pupil_id,),
     )
     unlocks = {
-        "wrapped key": {key_row[0]["wrapped_key"].encode()},
-        "code digest": {digest_row[0]["digest"].encode()},
+        "wrapped key": {vault[0]["wrapped_key"].encode()},
+        "code digest": {vault[0]["code_digest"].encode()},
     }
     before = database_image(system)
     assert leaked(before, CANARIES) == []  # encrypted at rest from the start
