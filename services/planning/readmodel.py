@@ -156,6 +156,14 @@ class PupilsReadModel:
             params.append(1 if at_risk else 0)
         where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
         rows = query(f"SELECT * FROM {self.table} {where}ORDER BY pupil_id", params)
+        codes: dict[str, list[str]] = {}
+        for sign in query(
+            f"SELECT s.pupil_id, s.code FROM {self.signs} s JOIN {self.table} "
+            f"ON {self.table}.pupil_id = s.pupil_id {where}"
+            f"{'AND' if clauses else 'WHERE'} s.active = 1 ORDER BY s.code",
+            params,
+        ):
+            codes.setdefault(sign["pupil_id"], []).append(sign["code"])
         return [
             {
                 "pupil_id": row["pupil_id"],
@@ -163,6 +171,7 @@ class PupilsReadModel:
                 "grade": row["grade"],
                 "gender": row["gender"],
                 "at_risk": bool(row["at_risk"]),
+                "risk_codes": codes.get(row["pupil_id"], []),
             }
             for row in rows
         ]

@@ -304,6 +304,7 @@ class PupilItemSchema(Schema):
     grade = fields.Integer()
     gender = fields.String()
     at_risk = fields.Boolean()
+    risk_codes = fields.List(fields.String())
 
 
 class PupilListSchema(Schema):

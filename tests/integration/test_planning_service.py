@@ -27,11 +27,11 @@ def ok(answer: Any, status: int = 200) -> dict[str, Any]:
     return dict(answer.json())
 
 
+CODES = ("learning.absences", "economic.low_income")
+
+
 def register_at_risk(
-    identification: Client,
-    school: str = SCHOOL,
-    grade: int = 7,
-    codes: tuple[str, ...] = ("learning.absences", "economic.low_income"),
+    identification: Client, school: str = SCHOOL, grade: int = 7, codes: tuple[str, ...] = CODES
 ) -> str:
     """Register a pupil in identification and record risk signs; the pupil id."""
     code = f"32{random.randrange(10**4):04d}-{random.randrange(10**5):05d}"
@@ -67,12 +67,16 @@ def register_at_risk(
     return str(pupil["pupil_id"])
 
 
-def known_at_risk(planning: Client, pupil_id: str, school: str = SCHOOL) -> None:
-    """Wait until planning's read model has the pupil at risk."""
+def known_at_risk(
+    planning: Client, pupil_id: str, school: str = SCHOOL, codes: tuple[str, ...] = CODES
+) -> None:
+    """Wait until planning's read model has the pupil at risk with every one of ``codes``
+    (the pupil is flagged with the first sign: the others may still be on their way)."""
 
     def seen() -> bool:
         answer = planning.get("/pupils-at-risk", params={"school_id": school})
-        return pupil_id in {item["pupil_id"] for item in answer.json().get("items", [])}
+        items = {item["pupil_id"]: item for item in answer.json().get("items", [])}
+        return pupil_id in items and set(codes) <= set(items[pupil_id]["risk_codes"])
 
     wait_until(seen, timeout=20)
 
