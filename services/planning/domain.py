@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -29,6 +28,7 @@ from shared.errors import (
     TransitionNotAllowedError,
     UnprocessableError,
 )
+from shared.semesters import InvalidSemesterError, Semester
 
 # -- vocabulary (../shared/api.md) ---------------------------------------------------
 
@@ -105,10 +105,6 @@ def today() -> date:
 
 
 # -- errors ----------------------------------------------------------------------------
-
-
-class InvalidSemesterError(InvalidInputError):
-    code = "invalid_semester"
 
 
 class PlanAlreadyExistsError(ConflictError):
@@ -196,41 +192,6 @@ class CannotContinueError(ConflictError):
 
 
 # -- semesters ---------------------------------------------------------------------------
-
-_SEMESTER = re.compile(r"^(\d{4})-(\d{4})-([12])$")
-
-
-@dataclass(frozen=True, order=True)
-class Semester:
-    """``2019-2020-1``: I (September-December) or II (January-June) of a school year."""
-
-    year: int
-    term: int
-
-    @classmethod
-    def parse(cls, text: str) -> Semester:
-        match = _SEMESTER.match(text or "")
-        if not match or int(match.group(2)) != int(match.group(1)) + 1:
-            raise InvalidSemesterError(
-                "a semester looks like 2019-2020-1 (school year, then 1 or 2)",
-                {"fields": {"semester": ["not a semester"]}},
-            )
-        return cls(int(match.group(1)), int(match.group(3)))
-
-    def __str__(self) -> str:
-        return f"{self.year}-{self.year + 1}-{self.term}"
-
-    @property
-    def starts_on(self) -> date:
-        return date(self.year, 9, 1) if self.term == 1 else date(self.year + 1, 1, 1)
-
-    @property
-    def ends_on(self) -> date:
-        return date(self.year, 12, 31) if self.term == 1 else date(self.year + 1, 6, 30)
-
-    def next(self) -> Semester:
-        return Semester(self.year, 2) if self.term == 1 else Semester(self.year + 1, 1)
-
 
 # Grades 1-4 of general education take part from the school year 2021/2022.
 YOUNGEST_FROM = Semester(2021, 1)

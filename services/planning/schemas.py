@@ -16,8 +16,8 @@ from services.planning.domain import (
     Semester,
     today,
 )
-from shared.contracts import registry
 from shared.errors import PumpursError
+from shared.history import HistoryEntrySchema as SharedHistoryEntrySchema
 
 
 def _semester(value: str) -> None:
@@ -271,21 +271,8 @@ class PlanListSchema(Schema):
     next_after = fields.String(allow_none=True)
 
 
-_INTERNAL = {"originator_id", "originator_version", "timestamp", "originator_topic", "by"}
-
-
-class HistoryEntrySchema(Schema):
-    version = fields.Integer(attribute="originator_version")
-    event = fields.Method("_event")
-    at = fields.DateTime(attribute="timestamp")
-    by = fields.String()
-    changes = fields.Method("_changes")
-
-    def _event(self, event: Any) -> str:
-        return registry.for_domain_event("planning", type(event).__qualname__).event_type
-
-    def _changes(self, event: Any) -> dict[str, Any]:
-        return {k: v for k, v in vars(event).items() if k not in _INTERNAL}
+class HistoryEntrySchema(SharedHistoryEntrySchema):
+    source = "planning"
 
 
 class HistorySchema(Schema):

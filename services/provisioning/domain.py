@@ -20,7 +20,6 @@ so a refused command changes nothing; events are named in the past tense.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -38,6 +37,7 @@ from shared.errors import (
     TransitionNotAllowedError,
     UnprocessableError,
 )
+from shared.semesters import Semester
 
 CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
@@ -80,10 +80,6 @@ def today() -> date:
 
 class InvalidAmountError(InvalidInputError):
     code = "invalid_amount"
-
-
-class InvalidSemesterError(InvalidInputError):
-    code = "invalid_semester"
 
 
 class BudgetNotFoundError(NotFoundError):
@@ -132,34 +128,6 @@ def money(value: Decimal | int | str) -> Decimal:
     if not amount.is_finite() or amount != amount.quantize(CENT):
         raise InvalidAmountError("an amount of euros has at most two decimals")
     return amount.quantize(CENT)
-
-
-_SEMESTER = re.compile(r"^(\d{4})-(\d{4})-([12])$")
-
-
-@dataclass(frozen=True)
-class Semester:
-    """``2019-2020-1``: I (September-December) or II (January-June) of a school year."""
-
-    year: int
-    term: int
-
-    @classmethod
-    def parse(cls, text: str) -> Semester:
-        match = _SEMESTER.match(text or "")
-        if not match or int(match.group(2)) != int(match.group(1)) + 1:
-            raise InvalidSemesterError(
-                "a semester looks like 2019-2020-1 (school year, then 1 or 2)",
-                {"fields": {"semester": ["not a semester"]}},
-            )
-        return cls(int(match.group(1)), int(match.group(3)))
-
-    def __str__(self) -> str:
-        return f"{self.year}-{self.year + 1}-{self.term}"
-
-    @property
-    def starts_on(self) -> date:
-        return date(self.year, 9, 1) if self.term == 1 else date(self.year + 1, 1, 1)
 
 
 def check_version(aggregate: Aggregate | None, expected_version: int | None) -> None:

@@ -12,8 +12,8 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate
 
 from services.provisioning.domain import STATUSES, Budget, Provision, Semester
-from shared.contracts import registry
 from shared.errors import PumpursError
+from shared.history import HistoryEntrySchema as SharedHistoryEntrySchema
 
 
 def _semester(value: str) -> None:
@@ -183,21 +183,8 @@ def budget_view(budget: Budget) -> dict[str, Any]:
     }
 
 
-_INTERNAL = {"originator_id", "originator_version", "timestamp", "originator_topic", "by"}
-
-
-class HistoryEntrySchema(Schema):
-    version = fields.Integer(attribute="originator_version")
-    event = fields.Method("_event")
-    at = fields.DateTime(attribute="timestamp")
-    by = fields.String()
-    changes = fields.Method("_changes")
-
-    def _event(self, event: Any) -> str:
-        return registry.for_domain_event("provisioning", type(event).__qualname__).event_type
-
-    def _changes(self, event: Any) -> dict[str, Any]:
-        return {k: v for k, v in vars(event).items() if k not in _INTERNAL}
+class HistoryEntrySchema(SharedHistoryEntrySchema):
+    source = "provisioning"
 
 
 class HistorySchema(Schema):

@@ -14,12 +14,12 @@ from services.provisioning.domain import (
     Budget,
     BudgetBelowCommitmentsError,
     InvalidAmountError,
-    InvalidSemesterError,
     OverBudgetError,
     Semester,
     money,
 )
 from shared.errors import ConflictError
+from shared.semesters import InvalidSemesterError
 
 SCHOOL, SEMESTER = "daugavpils-10-vsk", "2019-2020-1"
 D = Decimal
