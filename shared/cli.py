@@ -10,6 +10,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+# Modules that add subcommands of their own: each has ``register(subparsers)``. Imported only
+# when the parser is built, so ``pumpurs serve`` stays free of their imports until then.
+COMMAND_MODULES: tuple[str, ...] = ()
+
 SERVICES = {
     "identification": ("services.identification.service", "IdentificationService", 8001),
     "planning": ("services.planning.service", "PlanningService", 8002),
@@ -106,6 +110,11 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--service", required=True, choices=sorted(SERVICES))
     d.add_argument("--limit", type=int, default=None, help="replay at most this many")
     d.set_defaults(func=dead_letters)
+
+    import importlib
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
     return p
 
 
