@@ -118,6 +118,8 @@ class ServiceApplication(Application[Any]):
         self._saved_listeners.append(listener)
 
     def _notify(self, recordings: Any) -> None:
+        if not recordings:  # an inbox save that only tracked: nothing for the relay
+            return
         for listener in self._saved_listeners:
             listener()
 
