@@ -102,6 +102,7 @@ class ServiceApplication(Application[Any]):
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
         self._saved_listeners: list[Callable[[], None]] = []
+        self._tracked_listeners: list[Callable[[Tracking], None]] = []
         super().__init__(env=dict(env) if env is not None else None)
         module = self.env.get("PERSISTENCE_MODULE") or "eventsourcing.sqlite"
         self.dialect = POSTGRES if "postgres" in module else SQLITE
@@ -116,6 +117,10 @@ class ServiceApplication(Application[Any]):
 
     def on_saved(self, listener: Callable[[], None]) -> None:
         self._saved_listeners.append(listener)
+
+    def on_tracked(self, listener: Callable[[Tracking], None]) -> None:
+        """Called after every commit that recorded an inbox tracking record."""
+        self._tracked_listeners.append(listener)
 
     def _notify(self, recordings: Any) -> None:
         if not recordings:  # an inbox save that only tracked: nothing for the relay
@@ -150,6 +155,8 @@ class ServiceApplication(Application[Any]):
         processing = ProcessingEvent[Any](tracking)
         processing.collect_events(*aggregates, effects=list(effects))
         recordings = self._record(processing)
+        for listener in self._tracked_listeners:
+            listener(tracking)
         self._take_snapshots(processing)
         self._notify(recordings)
 
