@@ -10,6 +10,7 @@ from typing import Any
 from nameko.extensions import DependencyProvider
 
 from shared.idempotency import IdempotencyStore
+from shared.lease import lease_for
 from shared.metrics import metrics_for
 from shared.outbox import Relay, read_envelopes
 from shared.rpc import rpc
@@ -41,6 +42,7 @@ class EventStore(DependencyProvider):
             metrics=metrics_for(self.container),
             batch_size=int(config.get("RELAY_BATCH_SIZE", 500)),
             poll_interval=float(config.get("RELAY_POLL_INTERVAL", 1.0)),
+            lease=lease_for(self.app),
         )
         self.relay.create_table()
         self.app.on_saved(self.relay.wake)

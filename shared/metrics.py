@@ -66,6 +66,12 @@ class Metrics:
             ["service"],
             registry=r,
         )
+        self.relay_active = Gauge(
+            "pumpurs_outbox_relay_active",
+            "1 while this replica's outbox relay holds the lease and publishes, else 0.",
+            ["service"],
+            registry=r,
+        )
         self.consumer_lag = Gauge(
             "pumpurs_consumer_lag_events",
             "Events the source has stored that this consumer has not yet applied.",
@@ -89,6 +95,7 @@ class Metrics:
         self.events_published.labels(service)
         self.outbox_backlog.labels(service)
         self.outbox_oldest_age.labels(service)
+        self.relay_active.labels(service)
         self.dead_letters.labels(service)
         self.ready.labels(service)
 

@@ -20,10 +20,11 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import NAMESPACE_URL, uuid5
 
-import amqp
 from kombu import Connection
 
 from shared.contracts import Envelope, registry
+from shared.frames import Outgoing, publish_frames
+from shared.lease import AlwaysHeld, Lease
 from shared.metrics import Metrics
 from shared.store import ServiceApplication
 from shared.topology import EVENTS_EXCHANGE
@@ -70,6 +71,17 @@ def read_envelopes(
 
 def routing_key(envelope: Envelope) -> str:
     return f"{envelope.source}.{envelope.event_type}"
+
+
+def outgoing(envelope: Envelope) -> Outgoing:
+    return Outgoing(
+        routing_key=routing_key(envelope),
+        body=json.dumps(envelope.to_message(), separators=(",", ":")).encode(),
+        message_id=envelope.event_id,
+        type=envelope.event_type,
+        timestamp=int(envelope.occurred_at.timestamp()),
+        headers={"source": envelope.source, "notification_id": envelope.notification_id},
+    )
 
 
 def declare_events_exchange(channel: Any) -> None:
@@ -125,24 +137,18 @@ class ConfirmingPublisher:
             connection.drain_events(timeout=0)
 
     def publish_batch(self, envelopes: Sequence[Envelope]) -> None:
+        """Write the whole batch to the socket at once, then wait for every confirm."""
         self.connect()
-        channel = self._channel
-        for envelope in envelopes:
-            message = amqp.Message(
-                json.dumps(envelope.to_message(), separators=(",", ":")),
-                content_type="application/json",
-                content_encoding="utf-8",
-                delivery_mode=2,
-                message_id=envelope.event_id,
-                type=envelope.event_type,
-                timestamp=int(envelope.occurred_at.timestamp()),
-                application_headers={
-                    "source": envelope.source,
-                    "notification_id": envelope.notification_id,
-                },
-            )
-            channel.basic_publish(message, EVENTS_EXCHANGE, routing_key(envelope))
-            self._published += 1
+        assert self._connection is not None
+        connection = self._connection.connection
+        channel_id, frame_max = self._channel.channel_id, connection.frame_max
+        frames = b"".join(
+            publish_frames(channel_id, frame_max, EVENTS_EXCHANGE, outgoing(envelope))
+            for envelope in envelopes
+        )
+        connection.transport.write(frames)
+        connection.bytes_sent += 1  # py-amqp's heartbeat bookkeeping: we did send
+        self._published += len(envelopes)
         self._wait_for_confirms()
 
     def _wait_for_confirms(self) -> None:
@@ -163,7 +169,13 @@ class ConfirmingPublisher:
 
 
 class Relay:
-    """One service's outbox relay; ``run`` is its loop, ``wake`` nudges it after a save."""
+    """One service's outbox relay; ``run`` is its loop, ``wake`` nudges it after a save.
+
+    The published position lives in memory while this relay holds the lease and is
+    recorded at most every ``record_interval`` seconds (and whenever the relay runs
+    dry): always after the broker confirmed it, so a crash can only publish some
+    confirmed events again, which consumers drop as duplicates.
+    """
 
     def __init__(
         self,
@@ -172,15 +184,22 @@ class Relay:
         metrics: Metrics | None = None,
         batch_size: int = 500,
         poll_interval: float = 1.0,
+        lease: Lease | None = None,
+        record_interval: float = 0.25,
     ) -> None:
         self.app = app
         self.publisher = ConfirmingPublisher(amqp_uri)
         self.metrics = metrics
         self.batch_size = batch_size
         self.poll_interval = poll_interval
+        self.lease: Lease = lease or AlwaysHeld()
+        self.record_interval = record_interval
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._table = f"{app.table_prefix}relay_position"
+        self._published: int | None = None  # confirmed by the broker, maybe not recorded
+        self._recorded = -1
+        self._recorded_at = 0.0
         self.connected = False
 
     # -- position ------------------------------------------------------------
@@ -192,6 +211,7 @@ class Relay:
             )
 
     def position(self) -> int:
+        """The recorded position (what a restarted relay continues from)."""
         rows = self.app.query(f"SELECT position FROM {self._table} WHERE relay = ?", ("events",))
         return int(rows[0]["position"]) if rows else 0
 
@@ -202,6 +222,12 @@ class Relay:
                 "ON CONFLICT (relay) DO UPDATE SET position = excluded.position",
                 ("events", position),
             )
+        self._recorded, self._recorded_at = position, time.monotonic()
+
+    def _record_if_due(self, force: bool = False) -> None:
+        due = force or time.monotonic() - self._recorded_at >= self.record_interval
+        if due and self._published is not None and self._published != self._recorded:
+            self._record_position(self._published)
 
     # -- the loop ----------------------------------------------------------
     def wake(self) -> None:
@@ -212,38 +238,60 @@ class Relay:
         self._wake.set()
 
     def publish_pending(self) -> int:
-        """Publish one batch after the recorded position; the number published."""
-        position = self.position()
-        envelopes = read_envelopes(self.app, position, self.batch_size)
+        """Publish one batch after the published position; the number published."""
+        if self._published is None:
+            self._published = self.position()
+        envelopes = read_envelopes(self.app, self._published, self.batch_size)
         if not envelopes:
-            self._observe(position, None)
+            self._record_if_due(force=True)
+            self._observe(backlog=0, oldest=None)
             return 0
-        self._observe(position, envelopes[0].occurred_at)
+        full = len(envelopes) == self.batch_size
+        backlog = self.app.head() - self._published if full else len(envelopes)
+        self._observe(backlog, envelopes[0].occurred_at)
         self.publisher.publish_batch(envelopes)
-        self._record_position(envelopes[-1].notification_id)
-        self._observe(envelopes[-1].notification_id, None)
+        self._published = envelopes[-1].notification_id
+        self._record_if_due()
+        if not full:
+            self._observe(backlog=0, oldest=None)
         if self.metrics is not None:
             self.metrics.events_published.labels(self.metrics.service).inc(len(envelopes))
         return len(envelopes)
 
-    def _observe(self, position: int, oldest: datetime | None) -> None:
+    def _observe(self, backlog: int, oldest: datetime | None) -> None:
         if self.metrics is None:
             return
         service = self.metrics.service
-        self.metrics.outbox_backlog.labels(service).set(max(self.app.head() - position, 0))
+        self.metrics.outbox_backlog.labels(service).set(max(backlog, 0))
         age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
         self.metrics.outbox_oldest_age.labels(service).set(max(age, 0.0))
+
+    def _lead(self) -> bool:
+        """Hold the lease (taking it when free); a new holder starts from the recorded position."""
+        if self.lease.held():
+            return True
+        self._published = None
+        active = self.lease.acquire()
+        if active:
+            log.info("outbox relay of %s is active in this process", self.app.name)
+        if self.metrics is not None:
+            self.metrics.relay_active.labels(self.metrics.service).set(int(active))
+        return active
 
     def run(self) -> None:
         backoff = 0.5
         while not self._stopping.is_set():
             self._wake.clear()
             try:
+                if not self._lead():
+                    self._stand_by()
+                    continue
                 published = self.publish_pending()
                 backoff = 0.5
             except Exception as exc:  # broker or database away: keep trying, never die
                 self.connected = False
                 self.publisher.close()
+                self._published = None  # continue from what is recorded
                 log.warning(
                     "outbox relay of %s cannot publish (%s); retrying in %.1fs",
                     self.app.name,
@@ -256,11 +304,20 @@ class Relay:
             if published:
                 time.sleep(0)  # let request handlers run between batches
                 continue
-            try:
-                self.publisher.ping()
-                self.connected = True
-            except Exception:
-                self.connected = False
-                self.publisher.close()
+            self._check_broker()
             self._wake.wait(self.poll_interval)
         self.publisher.close()
+        self.lease.release()
+
+    def _stand_by(self) -> None:
+        """Another replica relays; keep proving the broker connection for readiness."""
+        self._check_broker()
+        self._stopping.wait(self.poll_interval)
+
+    def _check_broker(self) -> None:
+        try:
+            self.publisher.ping()
+            self.connected = True
+        except Exception:
+            self.connected = False
+            self.publisher.close()

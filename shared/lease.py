@@ -1,0 +1,129 @@
+"""Who may run a service's outbox relay: one replica at a time.
+
+Two relays publishing the same log would not lose anything (consumers drop
+duplicates), but they would double the traffic and interleave two copies of
+the stream. So the relay first takes a lease and checks it before each batch:
+
+- PostgreSQL: a session advisory lock on a connection of its own; if that
+  connection dies the lock is gone, the check fails and the relay stands down,
+  while another replica's relay takes the lock over;
+- SQLite: an exclusive ``flock`` on a file beside the database, which only
+  matters when someone starts a second process on the same file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import zlib
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from shared.store import POSTGRES, ServiceApplication
+
+log = logging.getLogger(__name__)
+
+
+class Lease(Protocol):
+    def acquire(self) -> bool:
+        """Take the lease if it is free (never waits); True while this process holds it."""
+
+    def held(self) -> bool:
+        """Still held (checked before every batch)."""
+
+    def release(self) -> None: ...
+
+
+class AlwaysHeld:
+    """An in-memory store belongs to one process."""
+
+    def acquire(self) -> bool:
+        return True
+
+    def held(self) -> bool:
+        return True
+
+    def release(self) -> None:
+        return None
+
+
+class FileLease:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: IO[bytes] | None = None
+
+    def acquire(self) -> bool:
+        if self._file is not None:
+            return True
+        handle = open(self.path, "ab")  # noqa: SIM115  (held open while the lease is ours)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return False
+        self._file = handle
+        return True
+
+    def held(self) -> bool:
+        return self._file is not None
+
+    def release(self) -> None:
+        handle, self._file = self._file, None
+        if handle is not None:
+            handle.close()  # closing drops the flock
+
+
+class PostgresLease:
+    def __init__(self, connect: Any, key: str) -> None:
+        self._connect = connect
+        self._key = zlib.crc32(key.encode())  # advisory locks take a number
+        self._connection: Any = None
+
+    def acquire(self) -> bool:
+        if self._connection is not None and self.held():
+            return True
+        self.release()
+        connection = self._connect()
+        row = connection.execute(
+            "SELECT pg_try_advisory_lock(%s) AS granted", (self._key,)
+        ).fetchone()
+        if row and row["granted"]:
+            self._connection = connection
+            return True
+        connection.close()
+        return False
+
+    def held(self) -> bool:
+        if self._connection is None:
+            return False
+        try:
+            self._connection.execute("SELECT 1")
+        except Exception as exc:  # the session, and with it the lock, is gone
+            log.warning("relay lease lost (%s)", type(exc).__name__)
+            self.release()
+            return False
+        return True
+
+    def release(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.close()
+
+
+def lease_for(app: ServiceApplication) -> Lease:
+    if app.dialect == POSTGRES:
+        import psycopg
+
+        kwargs = dict(app.recorder.datastore.pool.kwargs)  # type: ignore[attr-defined]
+
+        def connect() -> Any:
+            return psycopg.connect(**kwargs, autocommit=True)
+
+        return PostgresLease(connect, f"pumpurs-relay:{app.name}")
+    database = app.env.get("SQLITE_DBNAME", ":memory:")
+    if database == ":memory:" or "mode=memory" in database:
+        return AlwaysHeld()
+    return FileLease(Path(os.fspath(database) + ".relay-lock"))
