@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -107,6 +108,8 @@ class Inbox(Entrypoint):
         self._rpc: Any = None
         self._rpc_proxy: ClusterRpcProxy | None = None
         self._known_head = 0
+        self._last: int | None = None  # last applied notification id, see _last_applied
+        self._last_message_at = 0.0
         self.declare_topology()
         self.queue_consumer.register_provider(self)
 
@@ -124,6 +127,7 @@ class Inbox(Entrypoint):
         return store_of(self.container).app
 
     def start(self) -> None:
+        self.app.on_tracked(self._tracked)
         self.container.spawn_managed_thread(self._catch_up_loop, identifier="inbox.catch_up")
 
     def stop(self) -> None:
@@ -138,6 +142,7 @@ class Inbox(Entrypoint):
     # -- messages from the queue ------------------------------------------------
     def handle_message(self, body: Any, message: Any) -> None:
         outcome = "ok"
+        self._last_message_at = time.monotonic()
         try:
             envelope = Envelope.from_message(body)
             if envelope.source != self.source:
@@ -170,18 +175,29 @@ class Inbox(Entrypoint):
         _settle(message.ack)
 
     def _apply_in_order(self, envelope: Envelope) -> str:
-        last = self.app.last_tracked(self.source)
         self._known_head = max(self._known_head, envelope.notification_id)
-        if envelope.notification_id <= last:
+        if envelope.notification_id <= self._last_applied():
             return "duplicate"
-        if envelope.previous_id is not None and envelope.previous_id > last:
+        if envelope.previous_id is not None and envelope.previous_id > self._last_applied():
             self._fill_gap(until=envelope.previous_id)
-            if self.app.last_tracked(self.source) < envelope.previous_id:
+            if self._last_applied() < envelope.previous_id:
                 raise GapNotFilledError(
                     f"{self.source} did not provide events up to #{envelope.previous_id}"
                 )
-        self._apply(envelope)
-        return "ok"
+        return "ok" if self._apply(envelope) else "duplicate"
+
+    # -- where this consumer stands ----------------------------------------------
+    def _last_applied(self) -> int:
+        """Cached, because every message asks; kept current by ``_tracked`` after each
+        commit and re-read from the store whenever a commit failed (another replica may
+        have applied the event: its tracking record is what tells)."""
+        if self._last is None:
+            self._last = self.app.last_tracked(self.source)
+        return self._last
+
+    def _tracked(self, tracking: Tracking) -> None:
+        if tracking.application_name == self.source and self._last is not None:
+            self._last = max(self._last, tracking.notification_id)
 
     # -- catch-up from the source's notification log -------------------------------
     def _catch_up_loop(self) -> None:
@@ -195,27 +211,43 @@ class Inbox(Entrypoint):
             self._stopping.wait(self.catch_up_interval)
 
     def _catch_up(self) -> None:
-        """Pull and apply everything the source has that this consumer has not."""
-        while not self._stopping.is_set():
+        """Pull and apply everything the source has that this consumer has not.
+
+        Skipped while the queue delivers: a message lost meanwhile shows as a gap in
+        the next one. Pulling then would only do the queue's work twice."""
+        while not self._stopping.is_set() and not self._queue_flowing():
             # Ask outside the lock, so a slow or absent source never holds up the queue.
-            envelopes = self._pull(after=self.app.last_tracked(self.source), until=None)
+            envelopes = self._pull(after=self._last_applied(), until=None)
             if not envelopes:
                 return
-            with self._lock:
-                for envelope in envelopes:
-                    if envelope.notification_id > self.app.last_tracked(self.source):
-                        self._apply(envelope)
-                        self._count("caught_up")
+            for envelope in envelopes:
+                with self._lock:  # one at a time, so queue messages interleave
+                    if not self._apply_pulled(envelope):
+                        break
+
+    def _queue_flowing(self) -> bool:
+        return time.monotonic() - self._last_message_at < self.catch_up_interval
+
+    def _apply_pulled(self, envelope: Envelope) -> bool:
+        """Apply a pulled event if it is next; False when the pull is out of date."""
+        last = self._last_applied()
+        if envelope.notification_id <= last:
+            return True  # the queue was quicker
+        if envelope.previous_id is not None and envelope.previous_id > last:
+            return False
+        if self._apply(envelope):
+            self._count("caught_up")
+        return True
 
     def _fill_gap(self, until: int) -> None:
         """Called with the lock held: apply the source's events up to ``until``."""
-        while (last := self.app.last_tracked(self.source)) < until:
+        while (last := self._last_applied()) < until:
             envelopes = self._pull(after=last, until=until)
             if not envelopes:
                 return
             for envelope in envelopes:
-                self._apply(envelope)
-                self._count("caught_up")
+                if envelope.notification_id > self._last_applied() and self._apply(envelope):
+                    self._count("caught_up")
 
     def _pull(self, after: int, until: int | None) -> list[Envelope]:
         answer = self._source_rpc().notifications(after=after, limit=200, stop=until)
@@ -244,7 +276,8 @@ class Inbox(Entrypoint):
                 log.debug("error while closing the catch-up RPC proxy", exc_info=True)
 
     # -- applying one event through a worker ---------------------------------------
-    def _apply(self, envelope: Envelope) -> None:
+    def _apply(self, envelope: Envelope) -> bool:
+        """Apply through a worker; False if another consumer had applied it already."""
         event = IncomingEvent(envelope, registry.load(envelope))
         done = GreenEvent()
 
@@ -256,18 +289,26 @@ class Inbox(Entrypoint):
             return result, exc_info
 
         self.container.spawn_worker(self, (event,), {}, handle_result=handle_result)
-        done.wait()
-        if self.app.last_tracked(self.source) < envelope.notification_id:
-            # The handler had nothing to do with this event: record that it was seen.
-            self.app.save_tracked(tracking=event.tracking)
-        self._observe_lag()
+        try:
+            done.wait()
+            if self._last_applied() < envelope.notification_id:
+                # The handler had nothing to do with this event: record that it was seen.
+                self.app.save_tracked(tracking=event.tracking)
+        except Exception:
+            self._last = None
+            if self._last_applied() < envelope.notification_id:
+                raise
+            return False  # a replica's commit won: its tracking record refused ours
+        finally:
+            self._observe_lag()
+        return True
 
     # -- metrics -----------------------------------------------------------------
     def _count(self, outcome: str) -> None:
         self.metrics.events_consumed.labels(self.metrics.service, self.source, outcome).inc()
 
     def _observe_lag(self) -> None:
-        lag = max(self._known_head - self.app.last_tracked(self.source), 0)
+        lag = max(self._known_head - self._last_applied(), 0)
         self.metrics.consumer_lag.labels(self.metrics.service, self.source).set(lag)
 
     def _observe_dead_letters(self) -> None:

@@ -26,6 +26,10 @@ def consumer_queue(service: str, source: str, delivery_limit: int) -> Queue:
             "x-dead-letter-routing-key": service,
             "x-dead-letter-strategy": "at-least-once",
             "x-overflow": "reject-publish",
+            # Replicas all subscribe; the broker delivers to one at a time and fails
+            # over to the next, so a source's events are applied in order without
+            # replicas racing each other into gap fills.
+            "x-single-active-consumer": True,
         },
     )
 
