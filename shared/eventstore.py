@@ -9,6 +9,7 @@ from typing import Any
 
 from nameko.extensions import DependencyProvider
 
+from shared.audit import adopt_unchained
 from shared.idempotency import IdempotencyStore
 from shared.lease import lease_for
 from shared.metrics import metrics_for
@@ -36,6 +37,7 @@ class EventStore(DependencyProvider):
         data_dir = environ.get("PUMPURS_DATA_DIR", "var/data")
         self.app = self.application(store_env(service, data_dir, environ))
         guard_stored_events(self.app)
+        adopt_unchained(self.app)
         self.relay = Relay(
             self.app,
             config["AMQP_URI"],

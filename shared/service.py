@@ -7,6 +7,7 @@ from typing import Any
 from nameko.extensions import DependencyProvider
 from werkzeug.wrappers import Response
 
+from shared.audit import AuditsChain
 from shared.eventstore import PublishesEvents, store_of
 from shared.metrics import CONTENT_TYPE_LATEST, metrics_for
 from shared.openapi import build_openapi
@@ -38,7 +39,7 @@ class Chassis(DependencyProvider):
         return self
 
 
-class ServiceBase(PublishesEvents):
+class ServiceBase(PublishesEvents, AuditsChain):
     """Base class of the four services; ``app`` is each service's EventStore."""
 
     chassis = Chassis()

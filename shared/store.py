@@ -18,10 +18,13 @@ from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any, cast
+from uuid import UUID
 
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.persistence import JSONTranscoder, ProcessRecorder, Tracking, Transcoding
 from eventsourcing.sqlite import SQLiteProcessRecorder
+
+from shared.chain import Link, Record, extend
 
 log = logging.getLogger(__name__)
 
@@ -63,23 +66,103 @@ def _run_effects(cursor: Any, dialect: str, kwargs: Mapping[str, Any]) -> None:
         effect(Sql(cursor, dialect))
 
 
+# -- the audit chain: one link a stored event, written in the events' transaction ---------
+
+_CHAIN_DDL = (
+    "CREATE TABLE IF NOT EXISTS {t} (position {int} PRIMARY KEY, "
+    "previous {int} NOT NULL, hash {bytes} NOT NULL)"
+)
+
+
+def chain_table_name(events_table: str) -> str:
+    return f"{events_table}_chain"
+
+
+def stored_originator_id(originator_id: Any, dialect: str) -> str:
+    """The originator id as the events table holds it (SQLite: a UUID's hex; PostgreSQL: uuid)."""
+    if isinstance(originator_id, UUID):
+        return originator_id.hex if dialect == SQLITE else str(originator_id)
+    return str(originator_id)
+
+
+def _append_links(sql: Sql, table: str, positions: Sequence[int], stored_events: Any) -> None:
+    """Chain the records just inserted; the caller holds the events table's write lock."""
+    row = sql.execute(
+        f"SELECT position, hash FROM {table} ORDER BY position DESC LIMIT 1"
+    ).fetchone()
+    head = Link(row["position"], 0, bytes(row["hash"])) if row else None
+    records = [
+        Record(
+            p,
+            stored_originator_id(e.originator_id, sql.dialect),
+            e.originator_version,
+            e.topic,
+            e.state,
+        )
+        for p, e in zip(positions, stored_events, strict=True)
+    ]
+    insert_links(sql, table, extend(head, records))
+
+
+def insert_links(sql: Sql, table: str, links: Sequence[Link]) -> None:
+    rows = [(link.position, link.previous, link.hash) for link in links]
+    statement = f"INSERT INTO {table} (position, previous, hash)"
+    if sql.dialect == SQLITE:
+        sql.executemany(f"{statement} VALUES (?, ?, ?)", rows)
+    else:
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        sql.execute(
+            f"{statement} SELECT * FROM unnest(?::bigint[], ?::bigint[], ?::bytea[])", columns
+        )
+
+
 class SQLiteInboxRecorder(SQLiteProcessRecorder):
-    """Process recorder whose transaction also runs read-model effects."""
+    """Process recorder whose transaction also chains the new events and runs read-model
+    effects."""
+
+    @property
+    def chain_table(self) -> str:
+        return chain_table_name(self.events_table_name)
+
+    def construct_create_table_statements(self) -> list[str]:
+        chain = _CHAIN_DDL.format(t=self.chain_table, int="INTEGER", bytes="BLOB")
+        return [*super().construct_create_table_statements(), chain]
 
     def _insert_events(self, c: Any, stored_events: Any, **kwargs: Any) -> Any:
         returning = super()._insert_events(c, stored_events, **kwargs)
+        if stored_events:
+            _append_links(Sql(c, SQLITE), self.chain_table, returning or (), stored_events)
         _run_effects(c, SQLITE, kwargs)
         return returning
 
 
 def _postgres_inbox_recorder() -> type:
     # Imported lazily: psycopg must not load before PSYCOPG_WAIT_FUNC is set.
-    from eventsourcing.postgres import PostgresProcessRecorder
+    from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
+    from psycopg.sql import SQL
 
     class PostgresInboxRecorder(PostgresProcessRecorder):
+        def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
+            super().__init__(datastore, **kwargs)
+            if datastore.enable_db_functions:
+                raise ValueError("the audit chain needs POSTGRES_ENABLE_DB_FUNCTIONS off")
+            self.chain_table = chain_table_name(self.events_table_name)
+            ddl = _CHAIN_DDL.format(t=self.chain_table, int="bigint", bytes="bytea")
+            self.sql_create_statements.append(SQL(ddl))  # type: ignore[arg-type]
+
         def _insert_events(self, curs: Any, stored_events: Any, **kwargs: Any) -> None:
             super()._insert_events(curs, stored_events, **kwargs)
             _run_effects(curs, POSTGRES, kwargs)
+
+        def _fetch_ids_after_insert_events(
+            self, curs: Any, stored_events: Any, **kwargs: Any
+        ) -> Any:
+            # Runs after the insert, under eventsourcing's EXCLUSIVE lock on the events table,
+            # so links are appended in notification order by one transaction at a time.
+            ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+            if ids:
+                _append_links(Sql(curs, POSTGRES), self.chain_table, ids, stored_events)
+            return ids
 
     return PostgresInboxRecorder
 
@@ -131,6 +214,10 @@ class ServiceApplication(Application[Any]):
     @property
     def events_table(self) -> str:
         return str(self.recorder.events_table_name)  # type: ignore[attr-defined]
+
+    @property
+    def chain_table(self) -> str:
+        return chain_table_name(self.events_table)
 
     @property
     def table_prefix(self) -> str:
@@ -232,17 +319,24 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def guard_stored_events(app: ServiceApplication) -> None:
-    """Refuse UPDATE, DELETE (and TRUNCATE) on the events table, in the database itself."""
-    table = app.events_table
-    if not _IDENTIFIER.match(table):
-        raise ValueError(f"unexpected events table name {table!r}")
+    """Refuse UPDATE, DELETE (and TRUNCATE) on the events table and its audit chain."""
+    guard_append_only(app, app.events_table, app.chain_table)
+
+
+def guard_append_only(app: ServiceApplication, *tables: str) -> None:
+    """Refuse UPDATE, DELETE (and TRUNCATE) on these tables, in the database itself."""
+    for table in tables:
+        if not _IDENTIFIER.match(table):
+            raise ValueError(f"unexpected table name {table!r}")
     with app.transaction() as sql:
         if app.dialect == SQLITE:
-            for statement in _SQLITE_GUARDS:
-                sql.execute(statement.format(t=table))
+            for table in tables:
+                for statement in _SQLITE_GUARDS:
+                    sql.execute(statement.format(t=table))
         else:
             # Serialise concurrent start-ups of replicas on the same database.
             sql.execute("SELECT pg_advisory_xact_lock(hashtext('pumpurs-ddl'))")
             sql.execute(_PG_GUARD_FUNCTION)
-            for statement in _PG_GUARDS:
-                sql.execute(statement.format(t=table))
+            for table in tables:
+                for statement in _PG_GUARDS:
+                    sql.execute(statement.format(t=table))
