@@ -1,4 +1,4 @@
-"""A service's audit chain as stored: read it, verify it, adopt older events, answer over RPC.
+"""A service's audit chain as stored: read it, verify it, adopt events stored before it.
 
 The links are written by the recorders in ``shared/store.py``, in the same transaction as
 the events. Here they are read back beside the stored records, in batches, up to one
@@ -13,8 +13,10 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from shared.chain import Anchor, Link, Record, Verification, extend, verify
-from shared.rpc import rpc
+from shared.checkpoint import CheckpointLog
 from shared.store import SQLITE, ServiceApplication, Sql, insert_links
 
 log = logging.getLogger(__name__)
@@ -116,12 +118,19 @@ def tracking_anchor(consumer: ServiceApplication, source: str) -> Anchor | None:
     return Anchor(last, f"{consumer.name}'s inbox") if last else None
 
 
-class AuditsChain:
-    """Mixin for every service: its chain verification over RPC (reporting asks all four)."""
-
-    app: ServiceApplication
-
-    @rpc
-    def audit_verify(self, anchors: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
-        checked = [Anchor.from_dict(anchor) for anchor in anchors]
-        return verify_store(self.app, checked).to_dict()
+def witness_anchors(
+    service: str, witnesses: Sequence[ServiceApplication], key: Ed25519PublicKey
+) -> list[Anchor]:
+    """What other stores know of ``service``'s chain: the latest checkpoint reporting signed
+    of it, and the last position each consumer's inbox applied from it."""
+    anchors = []
+    for witness in witnesses:
+        if witness.name == service:
+            continue  # a store cannot vouch for itself: it is cut together with the chain
+        if witness.name == "reporting":
+            signed = CheckpointLog(witness).latest(service)
+            if signed is not None:
+                anchors.append(signed.anchor(key, "reporting's checkpoint"))
+        if (tracked := tracking_anchor(witness, service)) is not None:
+            anchors.append(tracked)
+    return anchors

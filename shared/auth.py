@@ -158,7 +158,11 @@ def development_private_key(environ: Mapping[str, str] | None = None) -> Ed25519
     environ = os.environ if environ is None else environ
     if not _is_local(environ):
         raise RuntimeError("development tokens exist only with PUMPURS_ENV=development")
-    path = keys_dir(environ) / "jwt-ed25519.pem"
+    return generated_private_key(keys_dir(environ) / "jwt-ed25519.pem")
+
+
+def generated_private_key(path: Path) -> Ed25519PrivateKey:
+    """An Ed25519 key kept in ``path`` (PEM, mode 0600), generated there on first use."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         pem = Ed25519PrivateKey.generate().private_bytes(
@@ -166,9 +170,13 @@ def development_private_key(environ: Mapping[str, str] | None = None) -> Ed25519
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(pem)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process generated it meanwhile: use theirs
+        else:
+            with os.fdopen(fd, "wb") as out:
+                out.write(pem)
     key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     assert isinstance(key, Ed25519PrivateKey)
     return key

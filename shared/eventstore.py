@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from nameko.extensions import DependencyProvider
 
-from shared.audit import adopt_unchained
+from shared.audit import adopt_unchained, verify_store
+from shared.chain import Anchor
 from shared.idempotency import IdempotencyStore
 from shared.lease import lease_for
 from shared.metrics import metrics_for
@@ -97,3 +98,15 @@ class PublishesEvents:
             "head": self.app.head(),
             "events": [envelope.to_message() for envelope in envelopes],
         }
+
+
+class AuditsChain:
+    """Mixin for every service: its audit chain's verification over RPC (reporting asks all
+    four, passing what it knows of each chain as anchors)."""
+
+    app: ServiceApplication
+
+    @rpc
+    def audit_verify(self, anchors: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+        checked = [Anchor.from_dict(anchor) for anchor in anchors]
+        return verify_store(self.app, checked).to_dict()

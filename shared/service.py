@@ -7,8 +7,7 @@ from typing import Any
 from nameko.extensions import DependencyProvider
 from werkzeug.wrappers import Response
 
-from shared.audit import AuditsChain
-from shared.eventstore import PublishesEvents, store_of
+from shared.eventstore import AuditsChain, PublishesEvents, store_of
 from shared.metrics import CONTENT_TYPE_LATEST, metrics_for
 from shared.openapi import build_openapi
 from shared.web import Call, json_response, route
