@@ -1,7 +1,276 @@
-"""Reporting's use cases (the service itself comes with its own issue)."""
+"""Reporting's use cases: receive events, rebuild, report (now or as of a past moment).
 
-from shared.store import ServiceApplication
+Each received event commits, in one transaction, its journal entry, the read-model rows
+it changes and the inbox's tracking record: a duplicate is refused by the tracking
+record and changes nothing.
+
+Rebuild (``pumpurs reporting rebuild``, or at start-up when ``READ_MODEL_VERSION``
+changed) is one transaction: it drops the read-model tables, folds the whole journal in
+memory and writes the rows back, so readers see the old rows or the new ones, never a
+mix. It holds the journal's lock meanwhile: on PostgreSQL the service's inbox waits for
+it; on SQLite the inbox's writes wait up to ``SQLITE_LOCK_TIMEOUT`` (10 s) and are then
+retried (the message is redelivered, and the periodic catch-up applies anything
+missed). So the service need not be stopped; on SQLite with a large journal (a rebuild
+longer than about 10 s: several hundred thousand entries) stop it first, or expect
+retried deliveries in its metrics. Inside the service ``pause`` yields to the eventlet
+hub between pages.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from services.reporting.domain import BUDGET_STATES, PLAN_STATUSES, project
+from services.reporting.journal import APPEND_LOCK, Journal, stamp
+from services.reporting.readmodel import READ_MODEL_VERSION, MemoryState, ReadModels, SqlState
+from services.reporting.report import (
+    EsfReport,
+    Explainer,
+    Period,
+    School,
+    Scope,
+    directory,
+    figure,
+    scope_of,
+)
+from shared.auth import (
+    AUDITOR,
+    MUNICIPAL_COORDINATOR,
+    NATIONAL_COORDINATOR,
+    SCHOOL_ROLES,
+    Principal,
+)
+from shared.contracts import Envelope
+from shared.errors import ForbiddenError
+from shared.inbox import IncomingEvent
+from shared.store import POSTGRES, SQLITE, ServiceApplication, Sql, guard_append_only
+
+Query = Callable[..., list[Any]]
+NATIONWIDE = (AUDITOR, NATIONAL_COORDINATOR)
+
+
+def no_pause() -> None:
+    """Outside the service nothing else waits for this thread."""
+
+
+@dataclass(frozen=True)
+class ReportRequest:
+    period: Period
+    municipality: str | None = None
+    school_id: str | None = None
+    as_of: datetime | None = None
+    explain: str | None = None
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    entries: int
+    rows: int
+    seconds: float
+    digest: str
 
 
 class ReportingApplication(ServiceApplication):
     name = "reporting"
+
+    def __init__(self, env: Any = None, pause: Callable[[], None] = no_pause) -> None:
+        super().__init__(env)
+        self.pause = pause
+        self.journal = Journal(self.table_prefix)
+        self.models = ReadModels(self.table_prefix)
+        # A replay holds a whole model in memory: one at a time per process.
+        self._replaying = threading.Lock()
+        with self.transaction() as sql:
+            self.journal.create_table(sql)
+            self.models.create_tables(sql)
+        guard_append_only(self, self.journal.table)
+        self.rebuild(only_if_outdated=True)
+
+    # -- the inbox -----------------------------------------------------------------------
+    def receive(self, event: IncomingEvent) -> None:
+        envelope = event.envelope
+        effects = [self.journal.append(envelope), self._projected(envelope)]
+        self.save_tracked(tracking=event.tracking, effects=effects)
+
+    def _projected(self, envelope: Envelope) -> Callable[[Sql], None]:
+        occurred_at = envelope.occurred_at.isoformat()
+
+        def effect(sql: Sql) -> None:
+            state = SqlState(sql, self.models)
+            project(
+                state,
+                envelope.source,
+                envelope.event_type,
+                envelope.aggregate_id,
+                envelope.payload,
+                occurred_at,
+            )
+
+        return effect
+
+    # -- rebuild -------------------------------------------------------------------------
+    def rebuild(self, only_if_outdated: bool = False) -> Rebuilt | None:
+        """Drop the read models and replay the journal into them (None: nothing to do)."""
+        if only_if_outdated and self._version() == READ_MODEL_VERSION:
+            return None
+        started = time.perf_counter()
+        with self.transaction() as sql:
+            self._lock_journal(sql)
+            if only_if_outdated and self.models.version(sql) == READ_MODEL_VERSION:
+                return None  # another replica rebuilt meanwhile
+            self.models.drop_tables(sql)
+            self.models.create_tables(sql)
+            state, entries = self.fold(_bound(sql))
+            self.models.write_all(sql, state, self.pause)
+            self.models.set_version(sql)
+        return Rebuilt(entries, state.size(), time.perf_counter() - started, self.digest())
+
+    def _version(self) -> int | None:
+        with self.reading() as query:
+            rows = query(f"SELECT value FROM {self.models.meta} WHERE name = 'version'")
+        return int(rows[0]["value"]) if rows else None
+
+    def _lock_journal(self, sql: Sql) -> None:
+        """Keep appends out until commit: PostgreSQL's advisory lock, SQLite's write lock
+        (taken by the first write, here the time the rebuild started)."""
+        if sql.dialect == POSTGRES:
+            sql.execute(APPEND_LOCK)
+        sql.execute(
+            f"INSERT INTO {self.models.meta} (name, value) VALUES ('rebuilt_at', ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            (stamp(datetime.now(UTC)),),
+        )
+
+    def fold(self, query: Query, until: str | None = None) -> tuple[MemoryState, int]:
+        """The read models as the journal's entries (received until ``until``) give them."""
+        state, entries, loads = MemoryState(), 0, json.loads
+        for page in self.journal.entries(query, until=until, pause=self.pause):
+            for row in page:
+                project(
+                    state,
+                    row["source"],
+                    row["event_type"],
+                    row["aggregate_id"],
+                    loads(row["payload"]),
+                    row["occurred_at"],
+                )
+            entries += len(page)
+        return state, entries
+
+    def digest(self) -> str:
+        with self.reading() as query:
+            return self.models.digest(query)
+
+    # -- reading -------------------------------------------------------------------------
+    @contextmanager
+    def reading(self) -> Iterator[Query]:
+        """Queries that all see one snapshot of the database."""
+        datastore = self.recorder.datastore  # type: ignore[attr-defined]
+        with datastore.transaction(commit=False) as cursor:
+            sql = Sql(cursor, self.dialect)
+            if self.dialect == POSTGRES:
+                sql.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            yield _bound(sql)
+
+    @contextmanager
+    def replayed(self, until: datetime) -> Iterator[Query]:
+        """The read models as of ``until``, rebuilt in a private in-memory database."""
+        with self._replaying:
+            with self.reading() as query:
+                state, _ = self.fold(query, until=stamp(until))
+            connection = sqlite3.connect(":memory:")
+            connection.row_factory = sqlite3.Row
+            try:
+                sql = Sql(connection.cursor(), SQLITE)
+                self.models.create_tables(sql)
+                self.models.write_all(sql, state, self.pause)
+                del state
+                yield _bound(sql)
+            finally:
+                connection.close()
+
+    # -- the ESF report ------------------------------------------------------------------
+    def esf_report(self, request: ReportRequest, user: Principal) -> dict[str, Any]:
+        if request.as_of is None:
+            with self.reading() as query:
+                return self._report(query, request, user, self.journal.latest(query))
+        with self.replayed(request.as_of) as query:
+            return self._report(query, request, user, stamp(request.as_of))
+
+    def _report(
+        self, query: Query, request: ReportRequest, user: Principal, as_of: str | None
+    ) -> dict[str, Any]:
+        schools = directory(query, self.models)
+        municipality, school_id = tenant_scope(user, request, schools)
+        report = EsfReport(
+            query, self.models, schools, request.period, scope_of(schools, municipality, school_id)
+        )
+        document = report.document(as_of)
+        if request.explain is None:
+            return document
+        value = figure(document["indicators"], request.explain)
+        ids = Explainer(report).explain(request.explain).view()
+        del document["indicators"]
+        return {**document, "explain": {"indicator": request.explain, "value": value, **ids}}
+
+    # -- the programme's gauges ----------------------------------------------------------
+    def programme_figures(self) -> dict[str, Any]:
+        """Pupils at risk now, plans by status and the budgets' money (EUR), all schools."""
+        m = self.models
+        with self.reading() as query:
+            at_risk = query(
+                f"SELECT COUNT(DISTINCT pupil_id) AS n FROM {m['signs']} WHERE resolved_on IS NULL"
+            )
+            plans = query(f"SELECT status, COUNT(*) AS n FROM {m['plans']} GROUP BY status")
+            money = query(
+                "SELECT SUM(allocated_eur) AS allocated, SUM(committed_eur) AS committed, "
+                f"SUM(spent_eur) AS spent FROM {m['budgets']}"
+            )
+        statuses = dict.fromkeys(PLAN_STATUSES, 0)
+        statuses.update({row["status"]: int(row["n"]) for row in plans})
+        return {
+            "pupils_at_risk": int(at_risk[0]["n"]),
+            "plans": statuses,
+            "budget_eur": {s: int(money[0][s] or 0) / 100 for s in BUDGET_STATES},
+        }
+
+
+def tenant_scope(
+    user: Principal, request: ReportRequest, schools: dict[str, School]
+) -> tuple[str | None, str | None]:
+    """The municipality and school a caller may report on (their own unless nationwide)."""
+    municipality, school_id = request.municipality, request.school_id
+    if user.role in NATIONWIDE:
+        return municipality, school_id
+    if user.role == MUNICIPAL_COORDINATOR:
+        school = schools.get(school_id or "")
+        if municipality not in (None, user.municipality) or (
+            school is not None and school.municipality != user.municipality
+        ):
+            raise ForbiddenError("this report is outside your municipality")
+        if school_id is None:
+            return municipality or user.municipality, None
+        return municipality, school_id
+    if user.role in SCHOOL_ROLES and user.school:
+        if school_id not in (None, user.school) or (municipality and school_id is None):
+            raise ForbiddenError("this report is outside your school")
+        return municipality, user.school
+    raise ForbiddenError(f"role {user.role} may not read reports")
+
+
+def _bound(sql: Sql) -> Query:
+    def query(statement: str, params: Any = ()) -> list[Any]:
+        return sql.execute(statement, params).fetchall()
+
+    return query
+
+
+__all__ = ["Rebuilt", "ReportRequest", "ReportingApplication", "Scope", "no_pause"]

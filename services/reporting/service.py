@@ -1,18 +1,70 @@
-"""Reporting's entrypoints: so far only the chassis routes (health, metrics, OpenAPI)."""
+"""Reporting's entrypoints: its three inboxes, and the ESF report read from its read models.
+
+Who may read reports: auditors and the national coordinator everything; a municipal
+coordinator their own municipality; teachers and directors their own school. A scope
+outside the caller's tenant is refused (403), as elsewhere for an explicit tenant
+parameter; the operator and the data protection officer read no reports.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
+
+import eventlet
+from werkzeug.wrappers import Response
 
 from services.reporting.application import ReportingApplication
+from services.reporting.audit import AuditRoutes
+from services.reporting.export import export
+from services.reporting.gauges import ProgrammeGauges
+from services.reporting.schemas import EsfQuerySchema
+from shared.auth import AUDITOR, DIRECTOR, MUNICIPAL_COORDINATOR, NATIONAL_COORDINATOR, TEACHER
 from shared.eventstore import EventStore
+from shared.inbox import IncomingEvent, inbox
 from shared.service import ServiceBase
+from shared.web import Call, route
+
+REPORT_READERS = (AUDITOR, NATIONAL_COORDINATOR, MUNICIPAL_COORDINATOR, DIRECTOR, TEACHER)
 
 
 def make_application(env: Mapping[str, str]) -> ReportingApplication:
-    return ReportingApplication(env)
+    # A rebuild or an as_of replay yields to the hub between pages.
+    return ReportingApplication(env, pause=eventlet.sleep)
 
 
-class ReportingService(ServiceBase):
+class ReportingService(AuditRoutes, ServiceBase):
     name = "reporting"
     app: ReportingApplication = EventStore(make_application)
+    gauges = ProgrammeGauges()
+
+    @inbox("identification")
+    def on_identification_event(self, event: IncomingEvent) -> None:
+        self.app.receive(event)
+
+    @inbox("planning")
+    def on_planning_event(self, event: IncomingEvent) -> None:
+        self.app.receive(event)
+
+    @inbox("provisioning")
+    def on_provisioning_event(self, event: IncomingEvent) -> None:
+        self.app.receive(event)
+
+    @route(
+        "GET",
+        "/reports/esf",
+        query=EsfQuerySchema,
+        roles=REPORT_READERS,
+        summary="the ESF indicators of a semester or school year (json, csv or xlsx)",
+    )
+    def esf_report(self, call: Call) -> Any:
+        report = self.app.esf_report(call.query["request"], call.user)
+        return exported(report, call.query["format"])
+
+
+def exported(report: dict[str, Any], fmt: str) -> Any:
+    if fmt == "json":
+        return report
+    body, mimetype, filename = export(report, fmt)
+    disposition = f'attachment; filename="{filename}"'
+    return Response(body, mimetype=mimetype, headers={"Content-Disposition": disposition})

@@ -1,0 +1,394 @@
+"""What reporting knows, as a pure function of the integration events it received.
+
+Reporting keeps no aggregates of its own. Every integration event it receives goes into
+its journal (``journal.py``) and, through ``project``, into a handful of read-model rows.
+The rules here are the only place where an event changes a row: the service applies them
+to the database one event at a time, a rebuild applies them to memory over the whole
+journal, so both reach the same rows (the rebuild's digest shows it).
+
+Rows, by table (money and hours in hundredths, exact integers):
+
+- ``schools``: school_id -> municipality, kind, owner, grade_from, grade_to
+  (``school_registered``; the shipped reference schools are added when reading);
+- ``pupils``: pupil_id -> school_id, grade, gender (``pupil_registered``; the grade is
+  the one registered: identification publishes no promotions);
+- ``signs``: (pupil_id, code, observed_on) -> school_id, risk_group, resolved_on: one
+  row per time a risk sign was recorded; ``resolved_on`` is the UTC date on which
+  identification recorded the resolution (the event's occurred-at), empty while open;
+- ``plans``: plan_id -> pupil_id, school_id, semester, status, supported,
+  previous_plan_id, outcome. ``status`` follows planning's events exactly as planning's
+  own aggregate does; ``supported`` is 1 once the plan was fully approved
+  (``plan_fully_approved``) and stays 1 whatever happens later; ``outcome`` is set by
+  the evaluation or by the closing (a departure closes with the departure's outcome);
+- ``hours``: (plan_id, kind) -> school_id, semester, hours, cost: consultations logged on
+  the plan, by provider kind (``consultation_logged``, hours and cost as planning priced
+  them);
+- ``provisions``: provision_id -> plan_id, school_id, semester, kind, planned,
+  committed, delivered, status (provisioning's provision events: ``planned`` as last
+  requested or re-planned, ``committed`` reserved and not yet delivered, ``delivered``
+  spent);
+- ``budgets``: (school_id, semester) -> allocated, committed, spent (budget events).
+
+Nothing personal reaches these rows: the events carry none (see shared/contracts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+# -- vocabulary -------------------------------------------------------------------------
+
+PLAN_STATUSES = (
+    "draft",
+    "in_approval",
+    "approved",
+    "in_progress",
+    "under_revision",
+    "suspended",
+    "inactive",
+    "evaluated",
+    "closed",
+)
+INACTIVE = "inactive"
+RISK_GROUPS = ("learning", "economic", "family", "social_health")
+CONSULTATION_KINDS = (
+    "subject_teacher",
+    "psychologist",
+    "social_pedagogue",
+    "special_educator",
+    "speech_therapist",
+    "occupational_therapist",
+    "sign_language_interpreter",
+    "teacher_assistant",
+    "assistant",
+)
+MATERIAL_KINDS = (
+    "public_transport",
+    "special_transport",
+    "accommodation",
+    "meals",
+    "learning_materials",
+    "personal_items",
+)
+# The result indicator: who goes on learning (here or elsewhere, or finished) against who
+# left education.
+CONTINUED_OUTCOMES = ("continues_learning", "transferred", "graduated")
+LEFT_OUTCOMES = ("left_education",)
+GENDERS = ("F", "M")
+ISCED_LEVELS = ("1", "2", "3")
+GRADE_BANDS = ("1-4", "5-6", "7-9", "10-12", "vocational")
+UNKNOWN = "unknown"
+VOCATIONAL = "vocational"
+BUDGET_STATES = ("allocated", "committed", "spent")
+
+
+def risk_group(code: str) -> str:
+    """A sign's group is the first part of its code (``learning.absences`` -> learning)."""
+    return code.split(".", 1)[0]
+
+
+def isced_level(grade: int | None, school_kind: str | None) -> str:
+    """ISCED 1 for grades 1-6, 2 for 7-9, 3 for 10-12 and every vocational course."""
+    if grade is None:
+        return UNKNOWN
+    if school_kind == VOCATIONAL:
+        return "3"
+    return "1" if grade <= 6 else "2" if grade <= 9 else "3"
+
+
+def grade_band(grade: int | None, school_kind: str | None) -> str:
+    """The programme's grade bands: 1-4 (added in 2021/22), 5-6, 7-9, 10-12; vocational
+    courses 1-4 form a band of their own."""
+    if grade is None:
+        return UNKNOWN
+    if school_kind == VOCATIONAL:
+        return VOCATIONAL
+    return "1-4" if grade <= 4 else "5-6" if grade <= 6 else "7-9" if grade <= 9 else "10-12"
+
+
+def below_25(grade: int | None) -> bool:
+    """Whether a participant counts as below 25 years of age in the period.
+
+    Identification keeps birth dates sealed and publishes none (shared/contracts), so
+    reporting cannot compute an age. Every participant is a pupil of general education
+    grades 1-12 or of vocational courses 1-4 (initial education); the report counts each
+    such pupil as below 25. A pupil reporting knows nothing about (no registration
+    received) is not counted. If auditors need the figure from birth dates, identification
+    must publish an age band with ``pupil_registered``.
+    """
+    return grade is not None
+
+
+# -- money and hours ----------------------------------------------------------------------
+
+
+def hundredths(text: str) -> int:
+    """ "12.50" -> 1250, exactly (contracts carry money and hours with two decimals)."""
+    whole, _, fraction = text.partition(".")
+    value = abs(int(whole or "0")) * 100 + int((fraction + "00")[:2])
+    return -value if whole.startswith("-") else value
+
+
+def decimal_text(value: int) -> str:
+    """1250 -> "12.50"."""
+    sign = "-" if value < 0 else ""
+    return f"{sign}{abs(value) // 100}.{abs(value) % 100:02d}"
+
+
+def utc_date(timestamp: str) -> str:
+    return datetime.fromisoformat(timestamp).astimezone(UTC).date().isoformat()
+
+
+# -- the state the rules read and write -----------------------------------------------------
+
+Key = tuple[Any, ...]
+Row = list[Any]
+
+
+class State(Protocol):
+    """Rows by table and key: the database (one event at a time) or memory (a rebuild)."""
+
+    def get(self, table: str, key: Key) -> Row | None: ...
+
+    def put(self, table: str, key: Key, row: Row) -> None: ...
+
+    def open_sign(self, pupil_id: str, code: str) -> str | None:
+        """The observed_on of the pupil's unresolved sign of this code, if any."""
+
+
+Rule = Callable[[State, str, Mapping[str, Any], str], None]
+
+
+# -- identification ------------------------------------------------------------------------
+
+
+def _school_registered(s: State, _: str, p: Mapping[str, Any], __: str) -> None:
+    row = [p["municipality"], p["kind"], p["owner"], p["grade_from"], p["grade_to"]]
+    s.put("schools", (p["school_id"],), row)
+
+
+def _pupil_registered(s: State, pupil_id: str, p: Mapping[str, Any], _: str) -> None:
+    s.put("pupils", (pupil_id,), [p["school_id"], p["grade"], p["gender"]])
+
+
+def _risk_sign_recorded(s: State, pupil_id: str, p: Mapping[str, Any], _: str) -> None:
+    pupil = s.get("pupils", (pupil_id,))
+    code = p["code"]
+    row = [pupil[0] if pupil else None, risk_group(code), None]
+    s.put("signs", (pupil_id, code, p["observed_on"]), row)
+
+
+def _risk_sign_resolved(s: State, pupil_id: str, p: Mapping[str, Any], occurred_at: str) -> None:
+    code = p["code"]
+    observed_on = s.open_sign(pupil_id, code)
+    if observed_on is None:
+        return
+    key = (pupil_id, code, observed_on)
+    row = s.get("signs", key)
+    if row is not None:
+        s.put("signs", key, [row[0], row[1], utc_date(occurred_at)])
+
+
+# -- planning ------------------------------------------------------------------------------
+
+_STATUS, _SUPPORTED, _OUTCOME = 3, 4, 6
+
+
+def _plan_drafted(s: State, plan_id: str, p: Mapping[str, Any], _: str) -> None:
+    row = [p["pupil_id"], p["school_id"], p["semester"], "draft", 0, p["previous_plan_id"], None]
+    s.put("plans", (plan_id,), row)
+
+
+def _plan_change(change: Callable[[Row, Mapping[str, Any]], None]) -> Rule:
+    def rule(s: State, plan_id: str, p: Mapping[str, Any], _: str) -> None:
+        row = s.get("plans", (plan_id,))
+        if row is not None:
+            change(row, p)
+            s.put("plans", (plan_id,), row)
+
+    return rule
+
+
+def _status(status: str) -> Rule:
+    def change(row: Row, _: Mapping[str, Any]) -> None:
+        row[_STATUS] = status
+
+    return _plan_change(change)
+
+
+def _status_of_payload(row: Row, p: Mapping[str, Any]) -> None:
+    row[_STATUS] = p["status"]
+
+
+def _fully_approved(row: Row, p: Mapping[str, Any]) -> None:
+    row[_STATUS] = p["status"]
+    row[_SUPPORTED] = 1
+
+
+def _started(row: Row, _: Mapping[str, Any]) -> None:
+    # As planning's Plan: an approved plan is in progress from its first delivered support;
+    # a suspended one learns its status again when it is resumed.
+    if row[_STATUS] == "approved":
+        row[_STATUS] = "in_progress"
+
+
+def _ended(status: str) -> Callable[[Row, Mapping[str, Any]], None]:
+    def change(row: Row, p: Mapping[str, Any]) -> None:
+        row[_STATUS] = status
+        row[_OUTCOME] = p["outcome"]
+
+    return change
+
+
+def _consultation_logged(s: State, plan_id: str, p: Mapping[str, Any], _: str) -> None:
+    plan = s.get("plans", (plan_id,))
+    if plan is None:
+        return
+    key = (plan_id, p["kind"])
+    row = s.get("hours", key) or [plan[1], plan[2], 0, 0]
+    row[2] += hundredths(p["hours"])
+    row[3] += hundredths(p["cost_eur"])
+    s.put("hours", key, row)
+
+
+# -- provisioning ---------------------------------------------------------------------------
+
+_KIND, _PLANNED, _COMMITTED, _DELIVERED, _PSTATUS = 3, 4, 5, 6, 7
+
+
+def _provision_requested(s: State, _: str, p: Mapping[str, Any], __: str) -> None:
+    row = [
+        p["plan_id"],
+        p["school_id"],
+        p["semester"],
+        p["kind"],
+        hundredths(p["planned_eur"]),
+        0,
+        0,
+        p["status"],
+    ]
+    s.put("provisions", (p["provision_id"],), row)
+
+
+def _provision_change(change: Callable[[Row, Mapping[str, Any]], None] | None = None) -> Rule:
+    def rule(s: State, _: str, p: Mapping[str, Any], __: str) -> None:
+        key = (p["provision_id"],)
+        row = s.get("provisions", key)
+        if row is None:
+            return
+        if change is not None:
+            change(row, p)
+        row[_PSTATUS] = p["status"]
+        s.put("provisions", key, row)
+
+    return rule
+
+
+def _committed(row: Row, p: Mapping[str, Any]) -> None:
+    row[_COMMITTED] += hundredths(p["amount_eur"])
+
+
+def _released(row: Row, p: Mapping[str, Any]) -> None:
+    row[_COMMITTED] -= hundredths(p["amount_eur"])
+
+
+def _delivered(row: Row, p: Mapping[str, Any]) -> None:
+    amount = hundredths(p["amount_eur"])
+    row[_COMMITTED] -= amount
+    row[_DELIVERED] += amount
+
+
+def _replanned(row: Row, p: Mapping[str, Any]) -> None:
+    row[_KIND] = p["kind"]
+    row[_PLANNED] = hundredths(p["planned_eur"])
+
+
+def _budget_change(change: Callable[[Row, int], None] | None) -> Rule:
+    def rule(s: State, _: str, p: Mapping[str, Any], __: str) -> None:
+        key = (p["school_id"], p["semester"])
+        row = s.get("budgets", key) or [0, 0, 0]
+        if change is not None:
+            change(row, hundredths(p["amount_eur"]))
+        s.put("budgets", key, row)
+
+    return rule
+
+
+def _budget_set(row: Row, amount: int) -> None:
+    row[0] = amount
+
+
+def _budget_committed(row: Row, amount: int) -> None:
+    row[1] += amount
+
+
+def _budget_released(row: Row, amount: int) -> None:
+    row[1] -= amount
+
+
+def _budget_spent(row: Row, amount: int) -> None:
+    row[1] -= amount
+    row[2] += amount
+
+
+# -- the rules, by source and event type ----------------------------------------------------
+
+RULES: dict[str, dict[str, Rule]] = {
+    "identification": {
+        "school_registered": _school_registered,
+        "pupil_registered": _pupil_registered,
+        "risk_sign_recorded": _risk_sign_recorded,
+        "risk_sign_resolved": _risk_sign_resolved,
+    },
+    "planning": {
+        "plan_drafted": _plan_drafted,
+        "plan_submitted": _status("in_approval"),
+        "plan_fully_approved": _plan_change(_fully_approved),
+        "plan_returned": _plan_change(_status_of_payload),
+        "plan_revision_started": _status("under_revision"),
+        "plan_suspended": _status("suspended"),
+        "plan_resumed": _plan_change(_status_of_payload),
+        "plan_deactivated": _status(INACTIVE),
+        "plan_started": _plan_change(_started),
+        "plan_evaluated": _plan_change(_ended("evaluated")),
+        "plan_closed": _plan_change(_ended("closed")),
+        "consultation_logged": _consultation_logged,
+    },
+    "provisioning": {
+        "provision_requested": _provision_requested,
+        "provision_committed": _provision_change(_committed),
+        "provision_rejected": _provision_change(),
+        "provision_replanned": _provision_change(_replanned),
+        "provision_ordered": _provision_change(),
+        "provision_delivered": _provision_change(_delivered),
+        "provision_released": _provision_change(_released),
+        "provision_cancelled": _provision_change(),
+        "provision_put_on_hold": _provision_change(),
+        "provision_resumed": _provision_change(),
+        "budget_opened": _budget_change(None),
+        "budget_set": _budget_change(_budget_set),
+        "budget_committed": _budget_change(_budget_committed),
+        "budget_released": _budget_change(_budget_released),
+        "budget_spent": _budget_change(_budget_spent),
+    },
+}
+"""Events not named here (a measure added, an approval at one level, a confirmation, a
+departure...) are journalled and change no row: no indicator depends on them."""
+
+_NO_RULES: dict[str, Rule] = {}
+
+
+def project(
+    state: State,
+    source: str,
+    event_type: str,
+    aggregate_id: str,
+    payload: Mapping[str, Any],
+    occurred_at: str,
+) -> None:
+    """Apply one received event to the rows (``payload`` as published, validated)."""
+    rule = RULES.get(source, _NO_RULES).get(event_type)
+    if rule is not None:
+        rule(state, aggregate_id, payload, occurred_at)

@@ -1,0 +1,70 @@
+"""The programme's gauges for operators' dashboards, computed from the read models when
+``/metrics`` is scraped: no ids, and labels from fixed lists only.
+
+- ``pumpurs_programme_pupils_at_risk``: pupils with at least one risk sign not resolved;
+- ``pumpurs_programme_plans{status}``: plans of every semester by current status;
+- ``pumpurs_programme_budget_eur{state}``: the schools' budgets of every semester added up,
+  ``allocated``, ``committed`` (reserved, not yet delivered) and ``spent``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from nameko.extensions import DependencyProvider
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from services.reporting.application import ReportingApplication
+from services.reporting.domain import BUDGET_STATES, PLAN_STATUSES
+from shared.eventstore import store_of
+from shared.metrics import metrics_for
+
+
+def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+    return (
+        GaugeMetricFamily(
+            "pumpurs_programme_pupils_at_risk", "Pupils with a risk sign not yet resolved."
+        ),
+        GaugeMetricFamily(
+            "pumpurs_programme_plans",
+            "Individual support plans of every semester, by current status.",
+            labels=["status"],
+        ),
+        GaugeMetricFamily(
+            "pumpurs_programme_budget_eur",
+            "The schools' budgets of every semester added up, by state of the money.",
+            labels=["state"],
+        ),
+    )
+
+
+class ProgrammeCollector(Collector):
+    def __init__(self, container: Any) -> None:
+        self.container = container
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        return iter(_families())
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        app = store_of(self.container).app
+        assert isinstance(app, ReportingApplication)
+        figures = app.programme_figures()
+        at_risk, plans, budget = _families()
+        at_risk.add_metric([], figures["pupils_at_risk"])
+        for status in PLAN_STATUSES:
+            plans.add_metric([status], figures["plans"][status])
+        for state in BUDGET_STATES:
+            budget.add_metric([state], figures["budget_eur"][state])
+        return iter((at_risk, plans, budget))
+
+
+class ProgrammeGauges(DependencyProvider):
+    """Registers the collector on the container's own registry (see shared/metrics.py)."""
+
+    def setup(self) -> None:
+        metrics_for(self.container).registry.register(ProgrammeCollector(self.container))
+
+    def get_dependency(self, worker_ctx: Any) -> None:
+        return None

@@ -1,0 +1,144 @@
+"""The journal: every integration event reporting received, in the order it was applied.
+
+Append-only: triggers in the database refuse UPDATE and DELETE (and TRUNCATE on
+PostgreSQL), as for stored events. Each entry is appended in the same transaction as the
+inbox's tracking record and the read-model rows it changes, so the journal holds exactly
+the events the read models reflect, each once (a unique (source, notification_id) guards
+that too).
+
+``received_at`` is when the entry was appended, in UTC with microseconds, and strictly
+increases with ``seq``: on PostgreSQL appends are serialised by an advisory lock held
+until commit, on SQLite by the database's write lock, and each stamp is at least one
+microsecond after the previous one. So the entries received at or before a time T are
+exactly those a reader could see at T, which is what ``as_of`` replays rely on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from shared.contracts import Envelope
+from shared.store import POSTGRES, Sql
+
+Effect = Callable[[Sql], None]
+Query = Callable[..., list[Any]]
+
+# Serialises appends (and rebuilds) across the replicas of reporting on PostgreSQL.
+APPEND_LOCK = "SELECT pg_advisory_xact_lock(hashtext('pumpurs-reporting-journal'))"
+_STAMP = "%Y-%m-%dT%H:%M:%S.%fZ"
+_COLUMNS = (
+    "received_at",
+    "source",
+    "notification_id",
+    "event_id",
+    "event_type",
+    "schema_version",
+    "aggregate_id",
+    "aggregate_version",
+    "occurred_at",
+    "actor",
+    "payload",
+)
+# What a replay reads of each entry.
+REPLAYED = "seq, source, event_type, aggregate_id, occurred_at, payload"
+
+
+def stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime(_STAMP)
+
+
+def parse_stamp(text: str) -> datetime:
+    return datetime.strptime(text, _STAMP).replace(tzinfo=UTC)
+
+
+class Journal:
+    def __init__(self, prefix: str) -> None:
+        self.table = f"{prefix}journal"
+
+    def create_table(self, sql: Sql) -> None:
+        seq = (
+            "seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
+            if sql.dialect == POSTGRES
+            else "seq INTEGER PRIMARY KEY"
+        )
+        sql.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.table} ({seq}, received_at TEXT NOT NULL, "
+            "source TEXT NOT NULL, notification_id BIGINT NOT NULL, event_id TEXT NOT NULL, "
+            "event_type TEXT NOT NULL, schema_version INTEGER NOT NULL, "
+            "aggregate_id TEXT NOT NULL, aggregate_version INTEGER NOT NULL, "
+            "occurred_at TEXT NOT NULL, actor TEXT NOT NULL, payload TEXT NOT NULL, "
+            "UNIQUE (source, notification_id))"
+        )
+        sql.execute(
+            f"CREATE INDEX IF NOT EXISTS {self.table}_received ON {self.table} (received_at)"
+        )
+
+    def append(self, envelope: Envelope) -> Effect:
+        """The effect that appends the envelope, stamped when its transaction holds the lock."""
+        values = (
+            envelope.source,
+            envelope.notification_id,
+            envelope.event_id,
+            envelope.event_type,
+            envelope.schema_version,
+            envelope.aggregate_id,
+            envelope.aggregate_version,
+            envelope.occurred_at.isoformat(),
+            envelope.actor,
+            json.dumps(envelope.payload, separators=(",", ":"), ensure_ascii=False),
+        )
+
+        def effect(sql: Sql) -> None:
+            if sql.dialect == POSTGRES:
+                sql.execute(APPEND_LOCK)
+            received_at = self._next_stamp(sql)
+            sql.execute(
+                f"INSERT INTO {self.table} ({', '.join(_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(_COLUMNS))})",
+                (received_at, *values),
+            )
+
+        return effect
+
+    def _next_stamp(self, sql: Sql) -> str:
+        now = datetime.now(UTC)
+        row = sql.execute(
+            f"SELECT received_at FROM {self.table} ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        if row is not None:
+            now = max(now, parse_stamp(row["received_at"]) + timedelta(microseconds=1))
+        return stamp(now)
+
+    def latest(self, query: Query) -> str | None:
+        """When the newest entry was received (None while the journal is empty)."""
+        rows = query(f"SELECT received_at FROM {self.table} ORDER BY seq DESC LIMIT 1")
+        return str(rows[0]["received_at"]) if rows else None
+
+    def entries(
+        self,
+        query: Query,
+        *,
+        until: str | None = None,
+        page: int = 20_000,
+        pause: Callable[[], None] = lambda: None,
+    ) -> Iterator[list[Any]]:
+        """Pages of entries in journal order (those received at or before ``until``)."""
+        after = 0
+        where = "seq > ?" + (" AND received_at <= ?" if until is not None else "")
+        while True:
+            params = (after, until) if until is not None else (after,)
+            rows = query(
+                f"SELECT {REPLAYED} FROM {self.table} WHERE {where} ORDER BY seq LIMIT ?",
+                (*params, page),
+            )
+            if not rows:
+                return
+            yield rows
+            after = int(rows[-1]["seq"])
+            pause()
+
+    def count(self, query: Query) -> int:
+        return int(query(f"SELECT COUNT(*) AS n FROM {self.table}")[0]["n"])

@@ -1,0 +1,240 @@
+"""Reporting's read models: the rows of ``domain.py`` as SQL tables, kept two ways.
+
+- One event at a time (the inbox): ``SqlState`` reads the rows an event touches and
+  writes them back, inside the transaction that also appends the journal entry and the
+  tracking record.
+- All at once (rebuild, ``as_of`` replays): ``MemoryState`` folds journal entries in
+  memory and ``write_all`` inserts the rows in bulk.
+
+``digest`` is a sha256 over a canonical dump (every table in a fixed order, rows sorted
+by key in Python, so the database's collation does not matter): equal digests mean equal
+read models, whichever way and on whichever database they were built.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from services.reporting.domain import Key, Row
+from shared.store import Sql
+
+Query = Callable[..., list[Any]]
+
+# Raise when a table's definition or a rule changes: the service then rebuilds the read
+# models from the journal when it starts (or ``pumpurs migrate reporting`` does).
+READ_MODEL_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    keys: tuple[str, ...]
+    values: tuple[str, ...]
+    types: dict[str, str]
+    indexes: tuple[tuple[str, ...], ...] = ()
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.keys + self.values
+
+
+_T, _I = "TEXT", "BIGINT"
+
+TABLES: tuple[Table, ...] = (
+    Table(
+        "schools",
+        ("school_id",),
+        ("municipality", "kind", "owner", "grade_from", "grade_to"),
+        {"grade_from": _I, "grade_to": _I},
+    ),
+    Table("pupils", ("pupil_id",), ("school_id", "grade", "gender"), {"grade": _I}),
+    Table(
+        "signs",
+        ("pupil_id", "code", "observed_on"),
+        ("school_id", "risk_group", "resolved_on"),
+        {},
+        (("school_id",),),
+    ),
+    Table(
+        "plans",
+        ("plan_id",),
+        ("pupil_id", "school_id", "semester", "status", "supported", "previous_plan_id", "outcome"),
+        {"supported": _I},
+        (("semester", "school_id"),),
+    ),
+    Table(
+        "hours",
+        ("plan_id", "kind"),
+        ("school_id", "semester", "hours", "cost_eur"),
+        {"hours": _I, "cost_eur": _I},
+        (("semester", "school_id"),),
+    ),
+    Table(
+        "provisions",
+        ("provision_id",),
+        (
+            "plan_id",
+            "school_id",
+            "semester",
+            "kind",
+            "planned_eur",
+            "committed_eur",
+            "delivered_eur",
+            "status",
+        ),
+        {"planned_eur": _I, "committed_eur": _I, "delivered_eur": _I},
+        (("semester", "school_id"),),
+    ),
+    Table(
+        "budgets",
+        ("school_id", "semester"),
+        ("allocated_eur", "committed_eur", "spent_eur"),
+        {"allocated_eur": _I, "committed_eur": _I, "spent_eur": _I},
+    ),
+)
+BY_NAME = {table.name: table for table in TABLES}
+
+
+class ReadModels:
+    """The tables, named with the service's prefix (``reporting_rm_plans``...)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = f"{prefix}rm_"
+        self.meta = f"{self.prefix}meta"
+
+    def __getitem__(self, name: str) -> str:
+        return self.prefix + name
+
+    # -- tables ----------------------------------------------------------------------------
+    def create_tables(self, sql: Sql) -> None:
+        for table in TABLES:
+            name = self[table.name]
+            columns = ", ".join(f"{c} {table.types.get(c, _T)}" for c in table.columns)
+            sql.execute(
+                f"CREATE TABLE IF NOT EXISTS {name} ({columns}, "
+                f"PRIMARY KEY ({', '.join(table.keys)}))"
+            )
+            for index in table.indexes:
+                sql.execute(
+                    f"CREATE INDEX IF NOT EXISTS {name}_{'_'.join(index)} "
+                    f"ON {name} ({', '.join(index)})"
+                )
+        sql.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.meta} (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
+        )
+
+    def drop_tables(self, sql: Sql) -> None:
+        for table in TABLES:
+            sql.execute(f"DROP TABLE IF EXISTS {self[table.name]}")
+
+    def version(self, sql: Sql) -> int | None:
+        row = sql.execute(f"SELECT value FROM {self.meta} WHERE name = 'version'").fetchone()
+        return int(row["value"]) if row else None
+
+    def set_version(self, sql: Sql, version: int = READ_MODEL_VERSION) -> None:
+        sql.execute(
+            f"INSERT INTO {self.meta} (name, value) VALUES ('version', ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            (str(version),),
+        )
+
+    # -- all at once ----------------------------------------------------------------------
+    def write_all(
+        self, sql: Sql, state: MemoryState, pause: Callable[[], None], batch: int = 20_000
+    ) -> None:
+        for table in TABLES:
+            rows = [(*key, *row) for key, row in state.tables[table.name].items()]
+            statement = (
+                f"INSERT INTO {self[table.name]} ({', '.join(table.columns)}) "
+                f"VALUES ({', '.join('?' * len(table.columns))})"
+            )
+            for start in range(0, len(rows), batch):
+                sql.executemany(statement, rows[start : start + batch])
+                pause()
+
+    # -- the canonical dump -----------------------------------------------------------------
+    def digest(self, query: Query) -> str:
+        h = hashlib.sha256()
+        for table in TABLES:
+            columns = ", ".join(table.columns)
+            rows = [
+                tuple(row[c] for c in table.columns)
+                for row in query(f"SELECT {columns} FROM {self[table.name]}")
+            ]
+            rows.sort(key=lambda r: r[: len(table.keys)])
+            h.update(f"{table.name}\n".encode())
+            for row in rows:
+                h.update(json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode())
+                h.update(b"\n")
+        return h.hexdigest()
+
+
+class SqlState:
+    """Rows read and written one at a time inside an open transaction."""
+
+    def __init__(self, sql: Sql, models: ReadModels) -> None:
+        self.sql = sql
+        self.models = models
+
+    def _where(self, table: Table) -> str:
+        return " AND ".join(f"{k} = ?" for k in table.keys)
+
+    def get(self, name: str, key: Key) -> Row | None:
+        table = BY_NAME[name]
+        row = self.sql.execute(
+            f"SELECT {', '.join(table.values)} FROM {self.models[name]} WHERE {self._where(table)}",
+            key,
+        ).fetchone()
+        return None if row is None else [row[c] for c in table.values]
+
+    def put(self, name: str, key: Key, row: Row) -> None:
+        table = BY_NAME[name]
+        updates = ", ".join(f"{c} = excluded.{c}" for c in table.values)
+        self.sql.execute(
+            f"INSERT INTO {self.models[name]} ({', '.join(table.columns)}) "
+            f"VALUES ({', '.join('?' * len(table.columns))}) "
+            f"ON CONFLICT ({', '.join(table.keys)}) DO UPDATE SET {updates}",
+            (*key, *row),
+        )
+
+    def open_sign(self, pupil_id: str, code: str) -> str | None:
+        row = self.sql.execute(
+            f"SELECT observed_on FROM {self.models['signs']} "
+            "WHERE pupil_id = ? AND code = ? AND resolved_on IS NULL",
+            (pupil_id, code),
+        ).fetchone()
+        return None if row is None else str(row["observed_on"])
+
+
+class MemoryState:
+    """Rows in dictionaries, for folding the whole journal."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, dict[Key, Row]] = {table.name: {} for table in TABLES}
+        self._open: dict[tuple[str, str], str] = {}
+
+    def get(self, name: str, key: Key) -> Row | None:
+        return self.tables[name].get(key)
+
+    def put(self, name: str, key: Key, row: Row) -> None:
+        self.tables[name][key] = row
+        if name == "signs":
+            pupil_id, code, observed_on = key
+            if row[2] is None:
+                self._open[(pupil_id, code)] = observed_on
+            elif self._open.get((pupil_id, code)) == observed_on:
+                del self._open[(pupil_id, code)]
+
+    def open_sign(self, pupil_id: str, code: str) -> str | None:
+        return self._open.get((pupil_id, code))
+
+    def size(self) -> int:
+        return sum(len(rows) for rows in self.tables.values())
+
+
+def rows_of(state: MemoryState, name: str) -> Iterable[tuple[Any, ...]]:
+    return ((*key, *row) for key, row in state.tables[name].items())
