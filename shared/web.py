@@ -314,3 +314,17 @@ _CONVERTER = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
 
 def openapi_path(url: str) -> str:
     return _CONVERTER.sub(r"{\1}", url)
+
+
+def relayed(answer: Callable[[], Any]) -> dict[str, Any]:
+    """For an RPC whose caller relays the answer over HTTP: the status and JSON body a route
+    would have answered, errors included (so their codes and messages reach the user)."""
+    try:
+        response = json_response(200, answer())
+    except PumpursError as exc:
+        response = error_response(exc)
+    return {"status": response.status_code, "body": response.get_data(as_text=True)}
+
+
+def relay(answer: Mapping[str, Any]) -> Response:
+    return Response(str(answer["body"]), status=int(answer["status"]), mimetype=JSON)

@@ -12,8 +12,9 @@ import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
+from itertools import takewhile
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -47,6 +48,10 @@ RATES_FILE = Path(__file__).with_name("rates.json")
 
 class PlanNotFoundError(NotFoundError):
     code = "plan_not_found"
+
+
+class PlanNotYetCreatedError(NotFoundError):
+    code = "plan_not_yet_created"
 
 
 @dataclass(frozen=True)
@@ -398,6 +403,24 @@ class PlanningApplication(ServiceApplication):
         """The plan's events in order (each with who and when), as stored."""
         self.get_plan(plan_id, user)
         return list(self.events.get(plan_id, gt=after, limit=limit))
+
+    def full_history(self, plan_id: UUID, user: Principal) -> list[Any]:
+        """Every event of the plan, in order, for auditors."""
+        self.get_plan(plan_id, user)
+        return list(self.events.get(plan_id))
+
+    def plan_as_of(self, plan_id: UUID, user: Principal, as_of: datetime | None) -> PlanView:
+        """The plan as its stored events had made it at ``as_of``: replayed from the events
+        saved up to then, never read from the cache or a snapshot."""
+        self.get_plan(plan_id, user)
+        events = self.events.get(plan_id)
+        plan = project_plan(
+            None, takewhile(lambda e: as_of is None or e.timestamp <= as_of, events)
+        )
+        if plan is None:
+            at = as_of.isoformat() if as_of else "that time"
+            raise PlanNotYetCreatedError(f"plan {plan_id} did not exist yet at {at}")
+        return PlanView(plan, {})
 
 
 def approval_level(user: Principal) -> str:

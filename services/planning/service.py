@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -35,12 +36,14 @@ from shared.auth import (
     MUNICIPAL_COORDINATOR,
     NATIONAL_COORDINATOR,
     TEACHER,
+    Principal,
     visible_schools,
 )
 from shared.eventstore import EventStore
 from shared.inbox import IncomingEvent, inbox
+from shared.rpc import rpc
 from shared.service import ServiceBase
-from shared.web import Call, route
+from shared.web import Call, relayed, route, schema_instance
 
 READERS = (TEACHER, DIRECTOR, MUNICIPAL_COORDINATOR, NATIONAL_COORDINATOR, AUDITOR)
 AUTHORS = (TEACHER, DIRECTOR)
@@ -205,3 +208,23 @@ class PlanningService(ServiceBase):
     )
     def confirm_consultation(self, call: Call, plan_id: UUID, consultation_id: UUID) -> Any:
         return self.app.confirm_consultation(plan_id, consultation_id, **call.body, user=call.user)
+
+    # -- audit: reporting relays these answers to auditors --------------------------------
+    @rpc
+    def audit_plan_history(self, plan_id: str, principal: dict[str, Any]) -> dict[str, Any]:
+        def answer() -> Any:
+            events = self.app.full_history(UUID(plan_id), Principal(**principal))
+            return schema_instance(HistorySchema).dump({"plan_id": plan_id, "items": events})
+
+        return relayed(answer)
+
+    @rpc
+    def audit_plan_as_of(
+        self, plan_id: str, principal: dict[str, Any], as_of: str | None = None
+    ) -> dict[str, Any]:
+        def answer() -> Any:
+            at = datetime.fromisoformat(as_of) if as_of else None
+            view = self.app.plan_as_of(UUID(plan_id), Principal(**principal), at)
+            return {**schema_instance(PlanSchema).dump(view), "as_of": as_of}
+
+        return relayed(answer)
