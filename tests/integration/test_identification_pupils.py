@@ -10,11 +10,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kombu import Connection
+from kombu import Connection, Exchange, Queue
 from nameko.standalone.rpc import ClusterRpcProxy
 
 from shared.testing import Client, ServiceProcess, running
-from shared.topology import consumer_queue
+from shared.topology import EVENTS_EXCHANGE
 
 SCHOOL = "daugavpils-10-vsk"
 OTHER = "daugavpils-12-vsk"
@@ -298,7 +298,13 @@ def _drain(uri: str, queue: str, count: int, timeout: float = 20) -> list[dict[s
 def test_the_bus_carries_ids_school_grade_and_gender_and_no_personal_data(
     system: Any, identification: ServiceProcess
 ) -> None:
-    probe = consumer_queue("probe", "identification", 5)
+    # A plain queue: a probe reads with basic.get, which a consumer queue (single
+    # active consumer) refuses.
+    probe = Queue(
+        "probe",
+        exchange=Exchange(EVENTS_EXCHANGE, "topic", durable=True),
+        routing_key="identification.#",
+    )
     with Connection(system.broker.uri, connect_timeout=5) as conn:
         probe(conn.channel()).declare()
     teacher = user(system, identification, "teacher", school=SCHOOL)
