@@ -12,7 +12,12 @@ from typing import Any
 
 # Modules that add subcommands of their own: each has ``register(subparsers)``. Imported only
 # when the parser is built, so ``pumpurs serve`` stays free of their imports until then.
-COMMAND_MODULES: tuple[str, ...] = ("shared.migrate", "demo.cli", "shared.audit_cli")
+COMMAND_MODULES: tuple[str, ...] = (
+    "shared.migrate",
+    "demo.cli",
+    "shared.audit_cli",
+    "services.reporting.cli",
+)
 
 SERVICES = {
     "identification": ("services.identification.service", "IdentificationService", 8001),

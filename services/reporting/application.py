@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from services.reporting.domain import BUDGET_STATES, PLAN_STATUSES, project
 from services.reporting.journal import APPEND_LOCK, Journal, stamp
@@ -50,8 +50,10 @@ from shared.auth import (
 )
 from shared.contracts import Envelope
 from shared.errors import ForbiddenError
-from shared.inbox import IncomingEvent
 from shared.store import POSTGRES, SQLITE, ServiceApplication, Sql, guard_append_only
+
+if TYPE_CHECKING:  # the inbox brings eventlet, which the command line does without
+    from shared.inbox import IncomingEvent
 
 Query = Callable[..., list[Any]]
 NATIONWIDE = (AUDITOR, NATIONAL_COORDINATOR)

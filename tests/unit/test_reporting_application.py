@@ -1,0 +1,589 @@
+"""Reporting's application on a real SQLite store, fed contract-valid envelopes as its inbox
+would: every ESF indicator against figures computed here from the scenario, periods and
+scopes, tenancy, explain, as_of replays, rebuild digests, the journal's guards, exports."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eventsourcing.persistence import IntegrityError
+from marshmallow import ValidationError
+
+from services.reporting.application import ReportingApplication, ReportRequest
+from services.reporting.export import BREAKDOWNS, to_csv, to_xlsx
+from services.reporting.report import (
+    MunicipalityNotFoundError,
+    Period,
+    SchoolNotFoundError,
+    UnknownIndicatorError,
+)
+from services.reporting.schemas import EsfQuerySchema
+from shared.auth import Principal
+from shared.contracts import Envelope, registry
+from shared.errors import ForbiddenError
+from shared.inbox import IncomingEvent
+from shared.store import store_env
+
+SEM1, SEM2 = "2019-2020-1", "2019-2020-2"
+TEN, ELEVEN = "daugavpils-10-vsk", "daugavpils-11-psk"
+TECH = "riga-tehnikums"  # registered through identification: vocational, in riga
+AUDITOR = Principal("aina", "auditor")
+ON = datetime(2019, 10, 1, 12, tzinfo=UTC)
+
+
+class Feed:
+    """Numbered, validated envelopes from each source, applied as the inbox applies them."""
+
+    def __init__(self, app: ReportingApplication) -> None:
+        self.app = app
+        self.last: dict[str, int] = {}
+        self.versions: dict[str, int] = {}
+
+    def envelope(
+        self, source: str, event_type: str, aggregate_id: str, payload: dict[str, Any], on: datetime
+    ) -> Envelope:
+        number = self.last.get(source, 0) + 1
+        self.last[source] = number
+        self.versions[aggregate_id] = self.versions.get(aggregate_id, 0) + 1
+        return Envelope(
+            event_id=str(uuid.uuid4()),
+            event_type=event_type,
+            schema_version=1,
+            source=source,
+            notification_id=number,
+            previous_id=number - 1 or None,
+            occurred_at=on,
+            aggregate_id=aggregate_id,
+            aggregate_version=self.versions[aggregate_id],
+            actor="tester",
+            payload=payload,
+        )
+
+    def send(
+        self,
+        source: str,
+        event_type: str,
+        aggregate_id: str,
+        payload: dict[str, Any],
+        on: datetime = ON,
+    ) -> IncomingEvent:
+        envelope = self.envelope(source, event_type, aggregate_id, payload, on)
+        event = IncomingEvent(envelope, registry.load(envelope))
+        self.app.receive(event)
+        return event
+
+    # -- identification --------------------------------------------------------------------
+    def school(self, school_id: str, municipality: str, kind: str) -> None:
+        payload = {
+            "school_id": school_id,
+            "name": "Rīgas tehnikums",
+            "municipality": municipality,
+            "kind": kind,
+            "owner": "state",
+            "grade_from": 1,
+            "grade_to": 4,
+        }
+        self.send("identification", "school_registered", str(uuid.uuid4()), payload)
+
+    def pupil(self, school: str, grade: int, gender: str) -> str:
+        pupil_id = str(uuid.uuid4())
+        payload = {"school_id": school, "grade": grade, "gender": gender}
+        self.send("identification", "pupil_registered", pupil_id, payload)
+        return pupil_id
+
+    def sign(self, pupil_id: str, code: str, observed_on: str) -> None:
+        payload = {"code": code, "observed_on": observed_on, "source": "assessment"}
+        self.send("identification", "risk_sign_recorded", pupil_id, payload)
+
+    def resolve(self, pupil_id: str, code: str, on: datetime) -> None:
+        self.send("identification", "risk_sign_resolved", pupil_id, {"code": code}, on)
+
+    # -- planning ----------------------------------------------------------------------------
+    def plan(self, pupil_id: str, school: str, semester: str, previous: str | None = None) -> str:
+        plan_id = str(uuid.uuid4())
+        payload = {
+            "pupil_id": pupil_id,
+            "school_id": school,
+            "semester": semester,
+            "levels": ["school", "municipality", "national"],
+            "risk_codes": [],
+            "previous_plan_id": previous,
+        }
+        self.send("planning", "plan_drafted", plan_id, payload)
+        return plan_id
+
+    def approve(self, plan_id: str, pupil_id: str, school: str, semester: str) -> None:
+        self.send("planning", "plan_submitted", plan_id, {"pending_level": "school"})
+        for level in ("school", "municipality", "national"):
+            self.send("planning", "plan_approved", plan_id, {"level": level, "by": "x"})
+        payload = {
+            "plan_id": plan_id,
+            "pupil_id": pupil_id,
+            "school_id": school,
+            "semester": semester,
+            "status": "approved",
+            "material_measures": [],
+        }
+        self.send("planning", "plan_fully_approved", plan_id, payload)
+
+    def consult(self, plan_id: str, kind: str, hours: str, rate: str) -> None:
+        cost = f"{Decimal(hours) * Decimal(rate):.2f}"
+        payload = {
+            "consultation_id": str(uuid.uuid4()),
+            "measure_id": str(uuid.uuid4()),
+            "kind": kind,
+            "date": "2019-10-02",
+            "hours": hours,
+            "remote": False,
+            "rate_eur": rate,
+            "cost_eur": cost,
+        }
+        self.send("planning", "consultation_logged", plan_id, payload)
+        self.send("planning", "plan_started", plan_id, {})
+
+    def evaluate(self, plan_id: str, outcome: str) -> None:
+        payload = {"risk_outcomes": {}, "outcome": outcome}
+        self.send("planning", "plan_evaluated", plan_id, payload)
+
+    def close(self, plan_id: str, outcome: str) -> None:
+        payload = {"outcome": outcome, "cause": "evaluated"}
+        self.send("planning", "plan_closed", plan_id, payload)
+
+    # -- provisioning ----------------------------------------------------------------------
+    def provision(
+        self, plan_id: str, school: str, semester: str, kind: str, planned: str
+    ) -> dict[str, str]:
+        ids = {"provision_id": str(uuid.uuid4()), "plan_id": plan_id, "measure_id": "m"}
+        payload = {**ids, "status": "requested", "school_id": school, "semester": semester}
+        self.provisioning(
+            "provision_requested", ids, {**payload, "kind": kind, "planned_eur": planned}
+        )
+        return ids
+
+    def provisioning(self, event_type: str, ids: dict[str, str], payload: dict[str, Any]) -> None:
+        self.send("provisioning", event_type, ids["provision_id"], {**ids, **payload})
+
+    def budget(self, school: str, semester: str, event_type: str, amount: str) -> None:
+        payload: dict[str, Any] = {"school_id": school, "semester": semester}
+        if event_type == "budget_set":
+            payload.update(amount_eur=amount, previous_eur="0.00")
+        elif event_type != "budget_opened":
+            payload.update(provision_id=str(uuid.uuid4()), amount_eur=amount)
+        self.send("provisioning", event_type, str(uuid.uuid4()), payload)
+
+
+@dataclass
+class Pupil:
+    """What the test sent about one pupil, to compute the expected figures from."""
+
+    school: str
+    grade: int
+    gender: str
+    vocational: bool = False
+    pupil_id: str = ""
+    open_groups: set[str] = field(default_factory=set)  # groups of signs open in SEM1
+    plans: dict[str, dict[str, Any]] = field(default_factory=dict)  # plan id -> facts
+
+
+@dataclass
+class Scenario:
+    feed: Feed
+    pupils: dict[str, Pupil]
+
+    def supported(self, semesters: tuple[str, ...], schools: set[str] | None = None) -> set[str]:
+        return {
+            name
+            for name, p in self.pupils.items()
+            for plan in p.plans.values()
+            if plan["semester"] in semesters
+            and plan["supported"]
+            and (schools is None or plan["school"] in schools)
+        }
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[ReportingApplication]:
+    application = ReportingApplication(store_env("reporting", tmp_path, {}))
+    yield application
+    application.close()
+
+
+@pytest.fixture
+def scenario(app: ReportingApplication) -> Scenario:
+    """Six pupils in three schools (two of Daugavpils, one vocational school in Riga):
+    plans supported, drafted only and deactivated; a consultation; material support
+    delivered in part and cancelled; outcomes; a continuation into semester II."""
+    f = Feed(app)
+    f.school(TECH, "riga", "vocational")
+    pupils = {
+        "anna": Pupil(TEN, 5, "F"),
+        "boris": Pupil(TEN, 8, "M"),
+        "c": Pupil(ELEVEN, 2, "F"),
+        "d": Pupil(TECH, 2, "M", vocational=True),
+        "e": Pupil(TEN, 11, "F"),
+        "f": Pupil(TECH, 3, "F", vocational=True),
+    }
+    for p in pupils.values():
+        p.pupil_id = f.pupil(p.school, p.grade, p.gender)
+    a, b, c, d, e, g = (pupils[n] for n in ("anna", "boris", "c", "d", "e", "f"))
+
+    def plan(p: Pupil, semester: str, supported: bool, previous: str | None = None) -> str:
+        plan_id = f.plan(p.pupil_id, p.school, semester, previous)
+        p.plans[plan_id] = {"semester": semester, "supported": supported, "school": p.school}
+        if supported:
+            f.approve(plan_id, p.pupil_id, p.school, semester)
+        return plan_id
+
+    f.sign(a.pupil_id, "learning.absences", "2019-10-01")
+    a.open_groups = {"learning"}
+    anna = plan(a, SEM1, True)
+    f.consult(anna, "psychologist", "2.00", "20.00")
+    f.evaluate(anna, "continues_learning")
+    f.close(anna, "continues_learning")
+
+    f.sign(b.pupil_id, "economic.low_income", "2019-09-20")
+    f.sign(b.pupil_id, "family.crisis", "2019-11-02")
+    b.open_groups = {"economic", "family"}
+    boris = plan(b, SEM1, True)
+    meals = f.provision(boris, TEN, SEM1, "meals", "100.00")
+    f.provisioning("provision_committed", meals, {"status": "requested", "amount_eur": "100.00"})
+    f.provisioning("provision_ordered", meals, {"status": "ordered", "amount_eur": "100.00"})
+    delivered = {"delivery_id": "d1", "amount_eur": "60.00", "delivered_on": "2019-10-20"}
+    f.provisioning("provision_delivered", meals, {"status": "partially_delivered", **delivered})
+    f.evaluate(boris, "left_education")
+
+    f.sign(c.pupil_id, "learning.gaps", "2019-12-01")
+    c.open_groups = {"learning"}
+    plan(c, SEM1, False)  # a draft: not support
+
+    f.sign(d.pupil_id, "social_health.health", "2019-09-15")
+    f.resolve(d.pupil_id, "social_health.health", datetime(2019, 10, 15, tzinfo=UTC))
+    d.open_groups = {"social_health"}
+    deleted = plan(d, SEM1, True)
+    f.send("planning", "plan_deactivated", deleted, {})
+    d.plans[deleted]["supported"] = False  # deactivated: deleted, not support
+
+    f.sign(e.pupil_id, "learning.low_motivation", "2019-03-01")
+    f.resolve(e.pupil_id, "learning.low_motivation", datetime(2019, 8, 1, tzinfo=UTC))
+
+    f.sign(g.pupil_id, "economic.paid_work", "2019-11-01")
+    g.open_groups = {"economic"}
+    first = plan(g, SEM1, True)
+    fares = f.provision(first, TECH, SEM1, "public_transport", "50.00")
+    f.provisioning("provision_committed", fares, {"status": "requested", "amount_eur": "50.00"})
+    f.provisioning("provision_cancelled", fares, {"status": "cancelled", "cause": "cancelled"})
+    f.provisioning(
+        "provision_released",
+        fares,
+        {"status": "cancelled", "amount_eur": "50.00", "cause": "cancelled"},
+    )
+    f.evaluate(first, "continues_learning")
+    f.send("planning", "plan_continued", first, {"next_plan_id": "x", "semester": SEM2})
+    second = plan(g, SEM2, True, previous=first)
+    f.close(second, "transferred")
+    return Scenario(f, pupils)
+
+
+def report(app: ReportingApplication, user: Principal = AUDITOR, **kwargs: Any) -> dict[str, Any]:
+    period = kwargs.pop("period", None) or Period.semester(SEM1)
+    return app.esf_report(ReportRequest(period, **kwargs), user)
+
+
+# -- the indicators ------------------------------------------------------------------------
+
+
+def test_every_indicator_of_a_semester_matches_what_was_sent(
+    app: ReportingApplication, scenario: Scenario
+) -> None:
+    pupils = scenario.pupils
+    supported = [pupils[n] for n in sorted(scenario.supported((SEM1,)))]
+    at_risk = [p for p in pupils.values() if p.open_groups]
+    i = report(app)["indicators"]
+
+    assert i["pupils_supported"]["total"] == len(supported) == 3
+    assert i["pupils_supported"]["by_gender"] == {
+        g: sum(1 for p in supported if p.gender == g) for g in ("F", "M")
+    }
+    isced = {"1": 0, "2": 0, "3": 0}
+    bands = {"1-4": 0, "5-6": 0, "7-9": 0, "10-12": 0, "vocational": 0}
+    for p in supported:
+        isced["3" if p.vocational or p.grade >= 10 else "2" if p.grade >= 7 else "1"] += 1
+        band = "vocational" if p.vocational else {5: "5-6", 8: "7-9"}.get(p.grade, "?")
+        bands[band] += 1
+    assert i["pupils_supported"]["by_isced"] == isced
+    assert i["pupils_supported"]["by_grade_band"] == bands
+    assert i["pupils_supported"]["below_25"] == len(supported)
+    assert i["pupils_supported"]["by_school"] == {TEN: 2, TECH: 1}
+    assert i["institutions_supported"] == len({p.school for p in supported}) == 2
+
+    assert i["pupils_at_risk"]["total"] == len(at_risk) == 5
+    assert i["pupils_at_risk"]["by_group"] == {
+        g: sum(1 for p in at_risk if g in p.open_groups)
+        for g in ("learning", "economic", "family", "social_health")
+    }
+
+    statuses = i["plans_by_status"]
+    assert (statuses["closed"], statuses["evaluated"], statuses["draft"]) == (1, 2, 1)
+    assert statuses["inactive"] == 1 and sum(statuses.values()) == 5
+    assert i["plans_continued"] == 0
+
+    assert i["consultation_hours"]["by_kind"]["psychologist"] == "2.00"
+    assert i["consultation_hours"]["total"] == "2.00"
+    assert i["consultation_hours"]["cost_eur"] == "40.00"
+    material = i["material_eur"]
+    # The cancelled fares count nothing planned: nothing of them was delivered.
+    assert material["planned"]["meals"] == "100.00" and material["planned"]["total"] == "100.00"
+    assert material["planned"]["public_transport"] == "0.00"
+    assert material["committed"]["total"] == "40.00"
+    assert material["delivered"] == {**material["delivered"], "meals": "60.00", "total": "60.00"}
+    assert i["total_cost_eur"] == "100.00"
+    assert i["result"] == {"continued": 2, "left": 1, "share": 0.6667}
+
+
+def test_a_school_year_is_its_two_semesters(app: ReportingApplication, scenario: Scenario) -> None:
+    year = report(app, period=Period.school_year("2019-2020"))
+    assert year["period"] == {"school_year": "2019-2020", "semesters": [SEM1, SEM2]}
+    i = year["indicators"]
+    assert i["pupils_supported"]["total"] == len(scenario.supported((SEM1, SEM2))) == 3
+    assert i["plans_continued"] == 1
+    assert i["plans_by_status"]["closed"] == 2
+    # f's latest outcome is semester II's: transferred, which still counts as continued.
+    assert i["result"] == {"continued": 2, "left": 1, "share": 0.6667}
+    second = report(app, period=Period.semester(SEM2))["indicators"]
+    assert second["pupils_supported"]["total"] == 1 and second["plans_continued"] == 1
+    assert second["pupils_at_risk"]["total"] == 4  # b, c and f still open; d resolved
+
+
+def test_scopes_narrow_every_figure(app: ReportingApplication, scenario: Scenario) -> None:
+    daugavpils = report(app, municipality="daugavpils")
+    assert daugavpils["scope"] == {
+        "level": "municipality",
+        "municipality": "daugavpils",
+        "school_id": None,
+    }
+    i = daugavpils["indicators"]
+    expected = scenario.supported((SEM1,), {TEN, ELEVEN})
+    assert i["pupils_supported"]["total"] == len(expected) == 2
+    assert i["pupils_at_risk"]["total"] == 3
+    assert i["material_eur"]["planned"]["total"] == "100.00"
+    tech = report(app, school_id=TECH)["indicators"]
+    assert tech["pupils_supported"]["by_isced"] == {"1": 0, "2": 0, "3": 1}
+    assert tech["institutions_supported"] == 1 and tech["result"]["left"] == 0
+    with pytest.raises(SchoolNotFoundError):
+        report(app, school_id="no-such-school")
+    with pytest.raises(MunicipalityNotFoundError):
+        report(app, municipality="atlantis")
+
+
+def test_each_caller_reads_only_their_own_tenant(
+    app: ReportingApplication, scenario: Scenario
+) -> None:
+    coordinator = Principal("maris", "municipal_coordinator", municipality="daugavpils")
+    own = report(app, coordinator)
+    assert own["scope"]["municipality"] == "daugavpils"
+    assert own["indicators"]["pupils_supported"]["total"] == 2
+    for scope in ({"municipality": "riga"}, {"school_id": TECH}):
+        with pytest.raises(ForbiddenError):
+            report(app, coordinator, **scope)
+    director = Principal("dace", "director", school=TEN)
+    assert report(app, director)["scope"]["school_id"] == TEN
+    for scope in ({"school_id": ELEVEN}, {"municipality": "daugavpils"}):
+        with pytest.raises(ForbiddenError):
+            report(app, director, **scope)
+    with pytest.raises(ForbiddenError):
+        report(app, Principal("olga", "operator"))
+    assert report(app, Principal("ilze", "national_coordinator"), school_id=TECH)
+
+
+# -- explain -------------------------------------------------------------------------------
+
+
+def test_explain_lists_the_ids_behind_a_figure(
+    app: ReportingApplication, scenario: Scenario
+) -> None:
+    p = scenario.pupils
+
+    def explained(indicator: str) -> dict[str, Any]:
+        answer = report(app, explain=indicator)
+        assert "indicators" not in answer
+        return dict(answer["explain"])
+
+    supported = explained("pupils_supported")
+    assert supported["value"]["total"] == len(supported["pupil_ids"]) == 3
+    assert set(supported["pupil_ids"]) == {p[n].pupil_id for n in ("anna", "boris", "f")}
+    women = explained("pupils_supported.by_gender.F")
+    assert women["value"] == 2 and set(women["pupil_ids"]) == {p["anna"].pupil_id, p["f"].pupil_id}
+    vocational = explained("pupils_supported.by_isced.3")
+    assert vocational["pupil_ids"] == [p["f"].pupil_id]
+    economic = explained("pupils_at_risk.by_group.economic")
+    assert set(economic["pupil_ids"]) == {p["boris"].pupil_id, p["f"].pupil_id}
+    left = explained("result.left")
+    assert left["pupil_ids"] == [p["boris"].pupil_id]
+    assert left["plan_ids"] == list(p["boris"].plans)
+    delivered = explained("material_eur.delivered.meals")
+    assert delivered["value"] == "60.00" and delivered["plan_ids"] == list(p["boris"].plans)
+    schools = explained("institutions_supported")
+    assert schools["value"] == len(schools["school_ids"]) == 2
+    drafts = explained("plans_by_status.draft")
+    assert drafts["plan_ids"] == list(p["c"].plans)
+    with pytest.raises(UnknownIndicatorError):
+        report(app, explain="pupils_supported.by_shoe_size")
+
+
+# -- as_of, rebuild and the journal ---------------------------------------------------------
+
+
+def test_a_report_as_of_its_time_is_the_same_report_later(
+    app: ReportingApplication, scenario: Scenario
+) -> None:
+    earlier = report(app)
+    f = scenario.feed
+    late = f.pupil(TEN, 9, "M")
+    f.sign(late, "learning.behaviour", "2019-10-05")
+    f.approve(f.plan(late, TEN, SEM1), late, TEN, SEM1)
+    assert report(app)["indicators"] != earlier["indicators"]
+    as_of = datetime.fromisoformat(earlier["as_of"].replace("Z", "+00:00"))
+    assert report(app, as_of=as_of) == earlier
+    before_anything = report(app, as_of=datetime(2000, 1, 1, tzinfo=UTC))
+    assert before_anything["indicators"]["pupils_supported"]["total"] == 0
+
+
+def test_rebuild_gives_the_same_digest_and_repairs_a_damaged_read_model(
+    app: ReportingApplication, scenario: Scenario
+) -> None:
+    before = app.digest()
+    rebuilt = app.rebuild()
+    assert rebuilt is not None and rebuilt.digest == before
+    assert rebuilt.entries == app.journal.count(app.query) == sum(scenario.feed.last.values())
+    with app.transaction() as sql:
+        sql.execute(f"DELETE FROM {app.models['plans']} WHERE status = 'closed'")
+    assert app.digest() != before
+    assert report(app)["indicators"]["result"]["continued"] == 1
+    assert app.rebuild().digest == before  # type: ignore[union-attr]
+    assert report(app)["indicators"]["result"]["continued"] == 2
+
+
+def test_a_duplicate_changes_nothing(app: ReportingApplication, scenario: Scenario) -> None:
+    f = scenario.feed
+    event = f.send(
+        "identification",
+        "pupil_registered",
+        str(uuid.uuid4()),
+        {"school_id": TEN, "grade": 3, "gender": "F"},
+    )
+    entries, digest = app.journal.count(app.query), app.digest()
+    with pytest.raises(IntegrityError):
+        app.receive(event)
+    assert (app.journal.count(app.query), app.digest()) == (entries, digest)
+
+
+def test_the_journal_refuses_changes(app: ReportingApplication, scenario: Scenario) -> None:
+    table = app.journal.table
+    for statement in (f"UPDATE {table} SET actor = 'mallory'", f"DELETE FROM {table}"):
+        with pytest.raises(Exception, match="immutable"), app.transaction() as sql:
+            sql.execute(statement)
+    assert app.journal.count(app.query) == sum(scenario.feed.last.values())
+
+
+def test_the_read_models_are_rebuilt_when_their_version_changes(tmp_path: Path) -> None:
+    env = store_env("reporting", tmp_path, {})
+    first = ReportingApplication(env)
+    Feed(first).pupil(TEN, 7, "F")
+    digest = first.digest()
+    with first.transaction() as sql:
+        sql.execute(f"UPDATE {first.models.meta} SET value = '0' WHERE name = 'version'")
+        sql.execute(f"DELETE FROM {first.models['pupils']}")
+    first.close()
+    again = ReportingApplication(env)
+    assert again.digest() == digest
+    again.close()
+
+
+# -- exports, parameters and gauges ------------------------------------------------------------
+
+
+def test_the_xlsx_holds_the_json_figures(app: ReportingApplication, scenario: Scenario) -> None:
+    from openpyxl import load_workbook
+
+    document = report(app, period=Period.school_year("2019-2020"))
+    book = load_workbook(io.BytesIO(to_xlsx(document)))
+    assert book.sheetnames == ["report", *(b.name for b in BREAKDOWNS)]
+    i = document["indicators"]
+    sheets = {
+        name: list(book[name].iter_rows(min_row=2, values_only=True)) for name in book.sheetnames
+    }
+
+    def same(cell: Any, value: Any) -> bool:
+        if isinstance(value, str) and isinstance(cell, int | float):
+            return Decimal(str(cell)) == Decimal(value)
+        return bool(cell == value)
+
+    summary = dict(sheets["summary"])
+    assert same(summary["pupils_supported.total"], i["pupils_supported"]["total"])
+    assert same(summary["total_cost_eur"], i["total_cost_eur"])
+    assert same(summary["result.share"], i["result"]["share"])
+    assert dict(sheets["at_risk_by_group"]) == i["pupils_at_risk"]["by_group"]
+    assert dict(sheets["supported_by_school"]) == i["pupils_supported"]["by_school"]
+    assert dict(sheets["plans_by_status"]) == i["plans_by_status"]
+    isced = {row[0]: row[1:] for row in sheets["supported_by_isced"]}
+    for level, n in i["pupils_supported"]["by_isced"].items():
+        gender = i["pupils_supported"]["by_isced_gender"][level]
+        assert isced[level] == (n, gender["F"], gender["M"])
+    material = {row[0]: row[1:] for row in sheets["material_eur"]}
+    for kind, row in material.items():
+        amounts = (i["material_eur"][a][kind] for a in ("planned", "committed", "delivered"))
+        assert all(same(cell, v) for cell, v in zip(row, amounts, strict=True))
+    hours = dict(sheets["consultation_hours"])
+    assert same(hours["psychologist"], "2.00") and same(hours["total"], "2.00")
+    about = dict(sheets["report"])
+    assert about["school_year"] == "2019-2020" and about["as_of"] == document["as_of"]
+
+
+def test_the_csv_has_a_section_per_breakdown(app: ReportingApplication, scenario: Scenario) -> None:
+    text = to_csv(report(app))
+    sections = [line[2:] for line in text.splitlines() if line.startswith("# ")]
+    assert sections == ["report", *(b.name for b in BREAKDOWNS)]
+    assert f"\n{TEN},2\n" in text and "\nmeals,100.00,40.00,60.00\n" in text
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({}, "semester"),
+        ({"semester": SEM1, "school_year": "2019-2020"}, "semester"),
+        ({"semester": "2019-2021-1"}, "semester"),
+        ({"school_year": "2019"}, "school_year"),
+        ({"semester": SEM1, "format": "pdf"}, "format"),
+        ({"semester": SEM1, "as_of": "yesterday"}, "as_of"),
+        ({"semester": SEM1, "as_of": (datetime.now(UTC) + timedelta(days=1)).isoformat()}, "as_of"),
+        ({"semester": SEM1, "explain": "result", "format": "csv"}, "format"),
+        ({"semester": SEM1, "colour": "red"}, "colour"),
+    ],
+)
+def test_invalid_parameters_are_refused_naming_the_field(query: dict[str, str], field: str) -> None:
+    with pytest.raises(ValidationError) as raised:
+        EsfQuerySchema().load(query)
+    assert field in raised.value.messages
+
+
+def test_the_programme_figures_come_from_the_read_models(
+    app: ReportingApplication, scenario: Scenario
+) -> None:
+    f = scenario.feed
+    f.budget(TEN, SEM1, "budget_opened", "0.00")
+    f.budget(TEN, SEM1, "budget_set", "1000.00")
+    f.budget(TEN, SEM1, "budget_committed", "100.00")
+    f.budget(TEN, SEM1, "budget_spent", "60.00")
+    figures = app.programme_figures()
+    unresolved = {"anna", "boris", "c", "f"}  # d's and e's signs were resolved
+    assert figures["pupils_at_risk"] == len(unresolved)
+    assert figures["plans"]["closed"] == 2 and figures["plans"]["inactive"] == 1
+    assert figures["budget_eur"] == {"allocated": 1000.0, "committed": 40.0, "spent": 60.0}
