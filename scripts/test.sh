@@ -3,7 +3,8 @@
 #
 #   scripts/test.sh [PYTEST ARGS...]      e.g. scripts/test.sh tests/unit -x -k budget
 #
-# 1. makes sure .venv is up to date (make .venv);
+# 1. makes sure .venv is up to date (make .venv), and the deployment tests' tools
+#    (scripts/tools.sh);
 # 2. starts a private RabbitMQ node and PostgreSQL cluster in var/test-stack
 #    (scripts/rabbitmq.sh, scripts/postgres.sh) and sources their env files
 #    (AMQP_URI, PUMPURS_RABBITMQ_*, POSTGRES_*, PUMPURS_POSTGRES_ADMIN_DSN);
@@ -27,6 +28,8 @@ STORES=${PUMPURS_TEST_STORES:-sqlite postgres}
 KEEP_STACK=${KEEP_STACK:-0}
 
 make --no-print-directory -s .venv
+# The deployment tests' tools (tests/deploy): kubectl, checkov, promtool ...
+scripts/tools.sh
 
 started_rabbitmq=0
 started_postgres=0

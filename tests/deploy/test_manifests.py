@@ -1,0 +1,225 @@
+"""deploy/k8s renders for every overlay, validates against Kubernetes' and the operators'
+schemas, passes checkov, and has what the issue asks of a deployment (no cluster needed)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from shared.cli import SERVICES
+from tests.deploy.tools import (
+    OVERLAYS,
+    SCHEMAS,
+    of_kind,
+    rendered,
+    resources,
+    run,
+    tool,
+    tools_python,
+)
+
+CUSTOM_KINDS = {
+    "RabbitmqCluster",
+    "Cluster",
+    "Database",
+    "ScheduledBackup",
+    "ObjectStore",
+    "ServiceMonitor",
+    "PrometheusRule",
+}
+
+
+@pytest.fixture(scope="module")
+def rendered_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("rendered")
+    files = {}
+    for overlay in OVERLAYS:
+        files[overlay] = folder / f"{overlay}.yaml"
+        files[overlay].write_text(rendered(overlay))
+    return files
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_kubernetes_validate_strict_passes_and_warns_only_of_custom_resources(
+    overlay: str, rendered_files: dict[str, Path]
+) -> None:
+    done = run([tool("kubernetes-validate"), "--strict", "--quiet", str(rendered_files[overlay])])
+    assert done.returncode == 0, done.stdout + done.stderr
+    # It has no schema for the operators' kinds; those are checked just below.
+    unknown = set(re.findall(r"Couldn't find schema for kind (\w+)", done.stdout))
+    assert unknown == CUSTOM_KINDS
+    assert "ERROR" not in done.stdout
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_resource_validates_custom_ones_against_the_schemas_kept_in_the_repo(
+    overlay: str, rendered_files: dict[str, Path]
+) -> None:
+    answer = tools_python("validate.py", str(rendered_files[overlay]), str(SCHEMAS))
+    assert answer["errors"] == []
+    checked = {(kind, name) for kind, name, _how in answer["validated"]}
+    assert checked == {(r["kind"], r["metadata"]["name"]) for r in resources(overlay)}
+    by_schema = {kind for kind, _name, how in answer["validated"] if how == "schema"}
+    assert by_schema == CUSTOM_KINDS
+
+
+def test_a_misspelt_field_of_a_custom_resource_is_caught(tmp_path: Path) -> None:
+    (broker,) = of_kind("production", "RabbitmqCluster")
+    broker = {**broker, "spec": {**broker["spec"], "replica": 3}}
+    (cluster,) = of_kind("production", "Cluster")
+    cluster = {**cluster, "spec": {**cluster["spec"], "instances": "three"}}
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump_all([broker, cluster]))
+    answer = tools_python("validate.py", str(path), str(SCHEMAS))
+    assert any(
+        "RabbitmqCluster/pumpurs-rabbitmq" in e and "'replica'" in e for e in answer["errors"]
+    )
+    assert any("Cluster/pumpurs-db: spec.instances" in e for e in answer["errors"])
+
+
+def test_checkov_finds_no_failed_check_and_every_waiver_gives_its_reason(
+    rendered_files: dict[str, Path],
+) -> None:
+    folder = next(iter(rendered_files.values())).parent
+    done = run(
+        [
+            tool("checkov"),
+            "--framework",
+            "kubernetes",
+            "--skip-download",
+            "--compact",
+            "--output",
+            "json",
+            "--directory",
+            str(folder),
+        ],
+        timeout=600,
+    )
+    reports = json.loads(done.stdout)
+    reports = reports if isinstance(reports, list) else [reports]
+    failed = [
+        f"{c['check_id']} {c['resource']}: {c['check_name']}"
+        for report in reports
+        for c in report["results"]["failed_checks"]
+    ]
+    assert failed == []
+    assert sum(r["summary"]["passed"] for r in reports) > 0
+    for report in reports:
+        for skipped in report["results"]["skipped_checks"]:
+            reason = (skipped.get("check_result") or {}).get("suppress_comment", "")
+            assert len(reason) > 20, f"{skipped['check_id']} is waived without a reason"
+
+
+def pod_specs(overlay: str) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (w["metadata"]["name"], w["spec"]["template"]["spec"])
+        for w in of_kind(overlay, "Deployment") + of_kind(overlay, "Job")
+    ]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_pod_runs_restricted(overlay: str) -> None:
+    for name, pod in pod_specs(overlay):
+        assert pod["automountServiceAccountToken"] is False, name
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        for container in pod["containers"]:
+            context = container["securityContext"]
+            assert context["readOnlyRootFilesystem"] is True, name
+            assert context["allowPrivilegeEscalation"] is False, name
+            assert context["capabilities"] == {"drop": ["ALL"]}, name
+            assert {"cpu", "memory"} <= set(container["resources"]["requests"]), name
+            assert {"cpu", "memory"} <= set(container["resources"]["limits"]), name
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_liveness_never_asks_the_broker_or_the_database(overlay: str) -> None:
+    for deployment in of_kind(overlay, "Deployment"):
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
+        assert container["startupProbe"]["httpGet"]["path"] == "/health/live"
+        assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_secret_value_is_in_git_only_references(overlay: str) -> None:
+    assert of_kind(overlay, "Secret") == []
+    referenced = set()
+    for _name, pod in pod_specs(overlay):
+        for container in pod["containers"]:
+            for variable in container.get("env", []):
+                if "value" in variable:
+                    assert not re.search(r"PASSWORD|KEY|SECRET|URI", variable["name"]), variable
+                ref = variable.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    referenced.add(ref["name"])
+    assert referenced == {"pumpurs-broker", "pumpurs-master-key"} | {
+        f"pumpurs-db-{service}" for service in SERVICES
+    }
+    (config,) = [
+        c
+        for c in of_kind(overlay, "ConfigMap")
+        if c["metadata"]["name"].startswith("pumpurs-config")
+    ]
+    assert not [k for k in config["data"] if re.search(r"PASSWORD|SECRET|MASTER", k)]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_service_has_a_service_a_disruption_budget_an_autoscaler_and_a_monitor(
+    overlay: str,
+) -> None:
+    for kind in ("Service", "PodDisruptionBudget", "HorizontalPodAutoscaler", "ServiceMonitor"):
+        names = sorted(r["metadata"]["name"] for r in of_kind(overlay, kind))
+        assert names == sorted(SERVICES), kind
+    for hpa in of_kind(overlay, "HorizontalPodAutoscaler"):
+        assert hpa["spec"]["scaleTargetRef"]["name"] == hpa["metadata"]["name"]
+        assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+    for deployment in of_kind(overlay, "Deployment"):
+        assert "replicas" not in deployment["spec"], "the autoscaler owns the replica count"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_network_is_closed_by_default(overlay: str) -> None:
+    policies = {p["metadata"]["name"]: p["spec"] for p in of_kind(overlay, "NetworkPolicy")}
+    assert policies["default-deny"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    services = policies["pumpurs-services"]
+    sources = {
+        peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        for rule in services["ingress"]
+        for peer in rule["from"]
+    }
+    assert sources == {"ingress-nginx", "monitoring"}
+    destinations = [peer for rule in services["egress"] for peer in rule["to"]]
+    assert {
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "pumpurs-rabbitmq"}}
+    } in destinations
+    assert {"podSelector": {"matchLabels": {"cnpg.io/cluster": "pumpurs-db"}}} in destinations
+    assert len(destinations) == 2, "services reach each other only through the broker"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_broker_and_database_are_replicated_with_a_database_per_service_and_backups(
+    overlay: str,
+) -> None:
+    (broker,) = of_kind(overlay, "RabbitmqCluster")
+    assert broker["spec"]["replicas"] == 3
+    (cluster,) = of_kind(overlay, "Cluster")
+    assert cluster["spec"]["instances"] == 3
+    roles = {r["name"]: r for r in cluster["spec"]["managed"]["roles"]}
+    databases = {d["spec"]["name"]: d["spec"] for d in of_kind(overlay, "Database")}
+    assert sorted(databases) == sorted(SERVICES) == sorted(roles)
+    for name, database in databases.items():
+        assert database["owner"] == name, "each service owns its own database only"
+        assert roles[name]["passwordSecret"]["name"] == f"pumpurs-db-{name}"
+    (archiver,) = [p for p in cluster["spec"]["plugins"] if p.get("isWALArchiver")]
+    (store,) = of_kind(overlay, "ObjectStore")
+    assert archiver["parameters"]["barmanObjectName"] == store["metadata"]["name"]
+    assert store["spec"]["configuration"]["destinationPath"].startswith("s3://")
+    (backup,) = of_kind(overlay, "ScheduledBackup")
+    assert backup["spec"]["cluster"]["name"] == cluster["metadata"]["name"]
+    assert backup["spec"]["method"] == "plugin"
