@@ -41,7 +41,7 @@ tools:
 	scripts/tools.sh
 
 lint: .venv
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy shared services
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy shared services demo
 
 bench: .venv
 	$(VENV)/bin/python -m bench

@@ -26,6 +26,9 @@ LABELS = {
     "by_gender": "by gender",
     "by_isced": "by ISCED level",
     "below_25": "below 25 years",
+    "by_isced_gender": "by ISCED level and gender",
+    "below_25_by_gender": "below 25 years, by gender",
+    "cost_eur": "their cost, EUR",
     "by_grade_band": "by grade band",
     "by_school": "by school",
     "by_kind": "by kind",
@@ -53,18 +56,46 @@ def _share(value: Any) -> str:
     return f"{share * 100:.1f} %" if share <= 1 else f"{share} %"
 
 
+def _is_zero(value: Any) -> bool:
+    try:
+        return not isinstance(value, bool) and Decimal(str(value)) == 0
+    except (InvalidOperation, ValueError):
+        return False
+
+
+def _breakdown(key: str) -> bool:
+    """Parts of a whole (kinds, statuses, groups): those that are zero say nothing."""
+    return "by_" in key or key in ("planned", "committed", "delivered")
+
+
+def _inline(value: Mapping[str, Any]) -> str | None:
+    """A short breakdown of plain figures on one line (``F 11 · M 14``), else None."""
+    parts = [(k, v) for k, v in value.items() if not isinstance(v, Mapping | list)]
+    if len(parts) != len(value) or len(parts) > 3 or any(len(k) > 6 for k, _ in parts):
+        return None
+    return " · ".join(f"{k}: {_number(v)}" for k, v in parts)
+
+
 def table_rows(
     values: Mapping[str, Any], names: Mapping[str, str], depth: int = 0
 ) -> Iterator[tuple[str, str]]:
     """(label, value) rows of a nested report: a breakdown's total on its own line, its parts
-    indented below it."""
+    indented below it (or beside it, when short); parts that are zero are left out."""
     for key, value in values.items():
         label = "  " * depth + names.get(key, LABELS.get(key, key))
         if isinstance(value, Mapping):
             total = value.get("total")
             shown = "" if isinstance(total, Mapping) or total is None else _number(total)
+            rest = {
+                k: v
+                for k, v in value.items()
+                if not (k == "total" and shown) and not (_breakdown(key) and _is_zero(v))
+            }
+            inline = None if shown else _inline(rest)
+            if inline is not None:
+                yield label, inline
+                continue
             yield label, shown
-            rest = {k: v for k, v in value.items() if not (k == "total" and shown)}
             yield from table_rows(rest, names, depth + 1)
         elif key == "share":
             yield label, _share(value)
@@ -128,10 +159,13 @@ def show_report(
 
 
 def _scope(scope: Any) -> str:
-    if isinstance(scope, Mapping):
-        named = [f"{k} {v}" for k, v in scope.items() if v]
-        return ", ".join(named) or "all schools"
-    return str(scope)
+    if not isinstance(scope, Mapping):
+        return str(scope)
+    if scope.get("school_id"):
+        return f"school {scope['school_id']}"
+    if scope.get("municipality"):
+        return f"municipality {scope['municipality']}"
+    return "all schools"
 
 
 def show_verification(api: Api, progress: Progress) -> bool:
@@ -140,8 +174,16 @@ def show_verification(api: Api, progress: Progress) -> bool:
     except ApiError as error:
         progress.line(f"Audit verification: not available from reporting ({error})")
         return False
-    progress.line("Audit verification (each service's hash chain of stored events):")
-    progress.line(format_table(result if isinstance(result, Mapping) else {"result": result}, {}))
+    progress.line("Audit verification (each service's hash chain over its stored events):")
+    services = result.get("services") if isinstance(result, Mapping) else None
+    if not isinstance(services, Mapping):
+        progress.line(format_table(result if isinstance(result, Mapping) else {"": result}, {}))
+        return True
+    from shared.audit_cli import describe  # the line `pumpurs audit verify` prints
+
+    for name, verified in services.items():
+        progress.line(f"  {name:<15} {describe(verified)}")
+    progress.line(f"  all chains intact: {'yes' if result.get('ok') else 'NO'}")
     return True
 
 
