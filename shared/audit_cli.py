@@ -70,17 +70,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def open_store(service: str, environ: Mapping[str, str]) -> Any:
-    """The service's store as the service opens it, without the service's own code."""
+    """The service's store as the service opens it, without the service's own code; None
+    if there is none (a store that cannot be opened is named on stderr)."""
     from shared.store import ServiceApplication, store_env
 
     env = store_env(service, environ.get("PUMPURS_DATA_DIR", "var/data"), environ)
     if "SQLITE_DBNAME" in env and not Path(env["SQLITE_DBNAME"]).exists():
         return None
+    # A database that is not there should say so soon, not after eventsourcing's 30 s.
+    env.setdefault("POSTGRES_CONNECT_TIMEOUT", environ.get("POSTGRES_CONNECT_TIMEOUT", "3"))
     store = type(f"{service.title()}Store", (ServiceApplication,), {"name": service})
-    return store(env)
+    try:
+        return store(env)
+    except Exception as exc:  # the database is absent or refuses us: say so, go on
+        print(
+            f"pumpurs: {service}'s store cannot be opened ({type(exc).__name__})", file=sys.stderr
+        )
+        return None
 
 
 def _stores(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Every store that can be opened: the one audited, and the others as its witnesses."""
     stores = {name: open_store(name, environ) for name in sorted(SERVICES)}
     return {name: store for name, store in stores.items() if store is not None}
 

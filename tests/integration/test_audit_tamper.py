@@ -1,0 +1,189 @@
+"""Someone with write access to a service's database changes its stored events: verification
+names the first broken position, in SQLite and in PostgreSQL.
+
+The tampering switches the immutability triggers off first, as such a person would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.identification.application import IdentificationApplication
+from shared.audit import adopt_unchained, verify_store
+from shared.chain import CHANGED_RECORD, MISSING_RECORD, TRUNCATED_TAIL
+from shared.store import SQLITE, guard_stored_events, store_env
+from shared.testing import REPO
+
+SERVICES = ["identification", "planning", "provisioning", "reporting"]
+
+
+@pytest.fixture
+def app(stores: Any, keys_dir: Path) -> Iterator[IdentificationApplication]:
+    environ = {**os.environ, **stores.env(SERVICES), "PUMPURS_KEYS_DIR": str(keys_dir)}
+    application = IdentificationApplication(store_env("identification", stores.data_dir, environ))
+    guard_stored_events(application)
+    for n in range(3):
+        pupil = register(application, f"020110-2000{n}")
+        application.record_risk_sign(
+            pupil.id,
+            code="learning.absences",
+            observed_on=date(2019, 10, 1),
+            evidence="25 lessons",
+            expected_version=pupil.version,
+            by="t",
+        )
+    yield application
+    application.close()
+
+
+def register(app: IdentificationApplication, personal_code: str) -> Any:
+    return app.register_pupil(
+        school_id="daugavpils-10-vsk",
+        grade=7,
+        gender="F",
+        given_name="Ilze",
+        family_name="Liepa",
+        personal_code=personal_code,
+        birth_date=date(2010, 1, 2),
+        by="t",
+    )
+
+
+def tamper(stores: Any, app: Any, *statements: tuple[str, Sequence[Any]]) -> None:
+    """Switch the triggers off, run the statements, commit."""
+    tables = (app.events_table, app.chain_table)
+    if app.dialect == SQLITE:
+        with contextlib.closing(sqlite3.connect(stores.data_dir / "identification.sqlite")) as c:
+            for table in tables:
+                c.execute(f"DROP TRIGGER {table}_no_update")
+                c.execute(f"DROP TRIGGER {table}_no_delete")
+            for statement, params in statements:
+                c.execute(statement, params)
+            c.commit()
+        return
+    import psycopg
+
+    environ = os.environ
+    conninfo = (
+        f"host={environ['POSTGRES_HOST']} port={environ['POSTGRES_PORT']} "
+        f"user={environ['POSTGRES_USER']} password={environ.get('POSTGRES_PASSWORD', '')} "
+        f"dbname={stores.database('identification')}"
+    )
+    with psycopg.connect(conninfo) as c:
+        for table in tables:
+            c.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER".encode())
+        for statement, params in statements:
+            c.execute(statement.replace("?", "%s").encode(), params)
+
+
+def position(app: Any) -> str:
+    return "rowid" if app.dialect == SQLITE else "notification_id"
+
+
+def state_at(app: Any, at: int) -> bytes:
+    rows = app.query(f"SELECT state FROM {app.events_table} WHERE {position(app)} = ?", (at,))
+    return bytes(rows[0]["state"])
+
+
+def pumpurs(stores: Any, keys_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        **stores.env(SERVICES),
+        "PUMPURS_DATA_DIR": str(stores.data_dir),
+        "PUMPURS_KEYS_DIR": str(keys_dir),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "shared.cli", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+# -- the tests ---------------------------------------------------------------------------------
+
+
+def test_an_untouched_store_verifies_and_erasing_a_pupil_keeps_it_whole(app: Any) -> None:
+    before = verify_store(app)
+    assert before.ok and before.head_position == app.head() and before.records == app.head()
+    pupil = register(app, "020110-20009")
+    app.erase_pupil(pupil.id, by="dpo")  # destroys the key: the events keep their ciphertext
+    after = verify_store(app)
+    assert after.ok and after.head_position == app.head() > before.head_position + 1
+
+
+def test_a_changed_byte_in_a_stored_event_is_found_at_its_position(app: Any, stores: Any) -> None:
+    target = app.head() - 2
+    state = bytearray(state_at(app, target))
+    state[len(state) // 2] ^= 0x01
+    tamper(
+        stores,
+        app,
+        (
+            f"UPDATE {app.events_table} SET state = ? WHERE {position(app)} = ?",
+            (bytes(state), target),
+        ),
+    )
+    broken = verify_store(app).first_broken
+    assert broken is not None
+    assert (broken.position, broken.reason) == (target, CHANGED_RECORD)
+
+
+def test_a_deleted_row_is_found_at_its_position(app: Any, stores: Any) -> None:
+    target = 3
+    tamper(
+        stores,
+        app,
+        (f"DELETE FROM {app.events_table} WHERE {position(app)} = ?", (target,)),
+        (f"DELETE FROM {app.chain_table} WHERE position = ?", (target,)),
+    )
+    result = verify_store(app)
+    assert result.first_broken is not None
+    assert (result.first_broken.position, result.first_broken.reason) == (target, MISSING_RECORD)
+
+
+def test_a_truncated_tail_is_found_against_a_checkpoint_kept_from_an_export(
+    app: Any, stores: Any, keys_dir: Path, tmp_path: Path
+) -> None:
+    head = app.head()
+    bundle = tmp_path / "bundle"
+    exported = pumpurs(
+        stores, keys_dir, "audit", "export", "--service", "identification", "--out", str(bundle)
+    )
+    assert exported.returncode == 0, exported.stderr
+    tamper(
+        stores,
+        app,
+        (f"DELETE FROM {app.events_table} WHERE {position(app)} > ?", (head - 2,)),
+        (f"DELETE FROM {app.chain_table} WHERE position > ?", (head - 2,)),
+    )
+    assert verify_store(app).ok  # the chain alone cannot tell its tail is gone
+    checkpoint = str(bundle / "checkpoint.json")
+    args = ["audit", "verify", "--service", "identification", "--json", "--checkpoint", checkpoint]
+    verified = pumpurs(stores, keys_dir, *args)
+    assert verified.returncode == 1, verified.stderr
+    found = json.loads(verified.stdout)["identification"]
+    assert found["head_position"] == head - 2
+    assert found["first_broken"]["position"] == head - 1
+    assert found["first_broken"]["reason"] == TRUNCATED_TAIL
+
+
+def test_a_store_from_before_the_chain_is_adopted_once(app: Any, stores: Any) -> None:
+    tamper(stores, app, (f"DELETE FROM {app.chain_table}", ()))
+    assert not verify_store(app).ok
+    assert adopt_unchained(app) == app.head()
+    assert adopt_unchained(app) == 0
+    assert verify_store(app).ok
