@@ -150,17 +150,28 @@ def test_liveness_never_asks_the_broker_or_the_database(overlay: str) -> None:
 def test_no_secret_value_is_in_git_only_references(overlay: str) -> None:
     assert of_kind(overlay, "Secret") == []
     referenced = set()
-    for _name, pod in pod_specs(overlay):
+    for name, pod in pod_specs(overlay):
+        secret_volumes = {v["name"]: v["secret"] for v in pod["volumes"] if "secret" in v}
+        referenced |= {v["secretName"] for v in secret_volumes.values()}
         for container in pod["containers"]:
+            secret_paths = [
+                m["mountPath"] for m in container["volumeMounts"] if m["name"] in secret_volumes
+            ]
             for variable in container.get("env", []):
-                if "value" in variable:
-                    assert not re.search(r"PASSWORD|KEY|SECRET|URI", variable["name"]), variable
                 ref = variable.get("valueFrom", {}).get("secretKeyRef")
                 if ref:
                     referenced.add(ref["name"])
-    assert referenced == {"pumpurs-broker", "pumpurs-master-key"} | {
-        f"pumpurs-db-{service}" for service in SERVICES
-    }
+                elif variable["name"].endswith("_FILE"):
+                    # A key read from a file: the file is on a Secret volume.
+                    assert any(variable["value"].startswith(p + "/") for p in secret_paths), name
+                else:
+                    assert not re.search(r"PASSWORD|KEY|SECRET|URI", variable["name"]), variable
+    assert referenced == {
+        "pumpurs-broker",
+        "pumpurs-master-key",
+        "pumpurs-jwt",
+        "pumpurs-audit-signing-key",
+    } | {f"pumpurs-db-{service}" for service in SERVICES}
     (config,) = [
         c
         for c in of_kind(overlay, "ConfigMap")
