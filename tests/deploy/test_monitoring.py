@@ -124,6 +124,20 @@ ALERT_CASES: list[dict[str, Any]] = [
                 "values": "1 0+60x15",
             },
             {"series": 'pumpurs_ready{service="reporting", pod="reporting-1"}', "values": "1 0x10"},
+            # planning's relay moves from one replica to another: never an alert.
+            {
+                "series": 'pumpurs_outbox_relay_active{service="planning", pod="p-1"}',
+                "values": "1x3 0x10",
+            },
+            {
+                "series": 'pumpurs_outbox_relay_active{service="planning", pod="p-2"}',
+                "values": "0x3 1x10",
+            },
+            # provisioning's lease is held by nobody from the third minute.
+            {
+                "series": 'pumpurs_outbox_relay_active{service="provisioning", pod="v-1"}',
+                "values": "1 1 0x10",
+            },
             {
                 "series": "pumpurs_consumer_lag_events"
                 '{service="planning", source="identification"}',
@@ -163,6 +177,13 @@ ALERT_CASES: list[dict[str, Any]] = [
                             "pod": "reporting-1",
                         },
                     }
+                ],
+            },
+            {
+                "eval_time": "10m",
+                "alertname": "PumpursRelayNotSingle",
+                "exp_alerts": [
+                    {"exp_labels": {"severity": "critical", "service": "provisioning"}},
                 ],
             },
             {"eval_time": "5m", "alertname": "PumpursConsumerLagging", "exp_alerts": []},
