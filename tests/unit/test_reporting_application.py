@@ -1,16 +1,17 @@
-"""Reporting's application on a real SQLite store, fed contract-valid envelopes as its inbox
-would: every ESF indicator against figures computed here from the scenario, periods and
-scopes, tenancy, explain, as_of replays, rebuild digests, the journal's guards, exports."""
+"""Reporting's application on the store under test (SQLite, or PostgreSQL in that run), fed
+contract-valid envelopes as its inbox would: every ESF indicator against figures computed
+here from the scenario, periods and scopes, tenancy, explain, as_of replays, rebuild
+digests, the journal's guards, the exports."""
 
 from __future__ import annotations
 
 import io
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +32,7 @@ from shared.contracts import Envelope, registry
 from shared.errors import ForbiddenError
 from shared.inbox import IncomingEvent
 from shared.store import store_env
+from shared.testing import Stores
 
 SEM1, SEM2 = "2019-2020-1", "2019-2020-2"
 TEN, ELEVEN = "daugavpils-10-vsk", "daugavpils-11-psk"
@@ -209,9 +211,14 @@ class Scenario:
         }
 
 
+def environment(stores: Stores) -> dict[str, str]:
+    environ = {**os.environ, **stores.env(["reporting"])}
+    return store_env("reporting", environ["PUMPURS_DATA_DIR"], environ)
+
+
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[ReportingApplication]:
-    application = ReportingApplication(store_env("reporting", tmp_path, {}))
+def app(stores: Stores) -> Iterator[ReportingApplication]:
+    application = ReportingApplication(environment(stores))
     yield application
     application.close()
 
@@ -493,8 +500,8 @@ def test_the_journal_refuses_changes(app: ReportingApplication, scenario: Scenar
     assert app.journal.count(app.query) == sum(scenario.feed.last.values())
 
 
-def test_the_read_models_are_rebuilt_when_their_version_changes(tmp_path: Path) -> None:
-    env = store_env("reporting", tmp_path, {})
+def test_the_read_models_are_rebuilt_when_their_version_changes(stores: Stores) -> None:
+    env = environment(stores)
     first = ReportingApplication(env)
     Feed(first).pupil(TEN, 7, "F")
     digest = first.digest()
