@@ -105,6 +105,8 @@ def _append_links(sql: Sql, table: str, positions: Sequence[int], stored_events:
 
 
 def insert_links(sql: Sql, table: str, links: Sequence[Link]) -> None:
+    if not links:
+        return
     rows = [(link.position, link.previous, link.hash) for link in links]
     statement = f"INSERT INTO {table} (position, previous, hash)"
     if sql.dialect == SQLITE:

@@ -22,7 +22,7 @@ import pytest
 from services.identification.application import IdentificationApplication
 from shared.audit import adopt_unchained, verify_store
 from shared.chain import CHANGED_RECORD, MISSING_RECORD, TRUNCATED_TAIL
-from shared.store import SQLITE, guard_stored_events, store_env
+from shared.store import guard_stored_events, store_env
 from shared.testing import REPO
 
 SERVICES = ["identification", "planning", "provisioning", "reporting"]
@@ -60,16 +60,18 @@ def register(app: IdentificationApplication, personal_code: str) -> Any:
     )
 
 
-def tamper(stores: Any, app: Any, *statements: tuple[str, Sequence[Any]]) -> None:
-    """Switch the triggers off, run the statements, commit."""
-    tables = (app.events_table, app.chain_table)
-    if app.dialect == SQLITE:
-        with contextlib.closing(sqlite3.connect(stores.data_dir / "identification.sqlite")) as c:
-            for table in tables:
-                c.execute(f"DROP TRIGGER {table}_no_update")
-                c.execute(f"DROP TRIGGER {table}_no_delete")
+def tamper(stores: Any, service: str, *statements: tuple[str, Sequence[Any]]) -> None:
+    """As someone with write access: switch the triggers off, run the statements, commit.
+    Statements name ``{events}``, ``{chain}`` and ``{position}`` (the notification id)."""
+    events = stores.events_table(service)
+    names = {"events": events, "chain": f"{events}_chain"}
+    if stores.kind != "postgres":
+        with contextlib.closing(sqlite3.connect(stores.data_dir / f"{service}.sqlite")) as c:
+            for table in names.values():
+                c.execute(f"DROP TRIGGER IF EXISTS {table}_no_update")
+                c.execute(f"DROP TRIGGER IF EXISTS {table}_no_delete")
             for statement, params in statements:
-                c.execute(statement, params)
+                c.execute(statement.format(**names, position="rowid"), params)
             c.commit()
         return
     import psycopg
@@ -78,22 +80,39 @@ def tamper(stores: Any, app: Any, *statements: tuple[str, Sequence[Any]]) -> Non
     conninfo = (
         f"host={environ['POSTGRES_HOST']} port={environ['POSTGRES_PORT']} "
         f"user={environ['POSTGRES_USER']} password={environ.get('POSTGRES_PASSWORD', '')} "
-        f"dbname={stores.database('identification')}"
+        f"dbname={stores.database(service)}"
     )
     with psycopg.connect(conninfo) as c:
-        for table in tables:
+        for table in names.values():
             c.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER".encode())
         for statement, params in statements:
-            c.execute(statement.replace("?", "%s").encode(), params)
+            sql = statement.format(**names, position="notification_id").replace("?", "%s")
+            c.execute(sql.encode(), params)
 
 
-def position(app: Any) -> str:
-    return "rowid" if app.dialect == SQLITE else "notification_id"
-
-
-def state_at(app: Any, at: int) -> bytes:
-    rows = app.query(f"SELECT state FROM {app.events_table} WHERE {position(app)} = ?", (at,))
+def state_at(stores: Any, service: str, at: int) -> bytes:
+    pos = "notification_id" if stores.kind == "postgres" else "rowid"
+    rows = stores.query(
+        service, f"SELECT state FROM {stores.events_table(service)} WHERE {pos} = ?", (at,)
+    )
     return bytes(rows[0]["state"])
+
+
+def flip_a_byte(stores: Any, service: str, at: int) -> None:
+    state = bytearray(state_at(stores, service, at))
+    state[len(state) // 2] ^= 0x01
+    tamper(
+        stores, service, ("UPDATE {events} SET state = ? WHERE {position} = ?", (bytes(state), at))
+    )
+
+
+def cut_tail(stores: Any, service: str, after: int) -> None:
+    tamper(
+        stores,
+        service,
+        ("DELETE FROM {events} WHERE {position} > ?", (after,)),
+        ("DELETE FROM {chain} WHERE position > ?", (after,)),
+    )
 
 
 def pumpurs(stores: Any, keys_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -127,16 +146,7 @@ def test_an_untouched_store_verifies_and_erasing_a_pupil_keeps_it_whole(app: Any
 
 def test_a_changed_byte_in_a_stored_event_is_found_at_its_position(app: Any, stores: Any) -> None:
     target = app.head() - 2
-    state = bytearray(state_at(app, target))
-    state[len(state) // 2] ^= 0x01
-    tamper(
-        stores,
-        app,
-        (
-            f"UPDATE {app.events_table} SET state = ? WHERE {position(app)} = ?",
-            (bytes(state), target),
-        ),
-    )
+    flip_a_byte(stores, "identification", target)
     broken = verify_store(app).first_broken
     assert broken is not None
     assert (broken.position, broken.reason) == (target, CHANGED_RECORD)
@@ -146,9 +156,9 @@ def test_a_deleted_row_is_found_at_its_position(app: Any, stores: Any) -> None:
     target = 3
     tamper(
         stores,
-        app,
-        (f"DELETE FROM {app.events_table} WHERE {position(app)} = ?", (target,)),
-        (f"DELETE FROM {app.chain_table} WHERE position = ?", (target,)),
+        "identification",
+        ("DELETE FROM {events} WHERE {position} = ?", (target,)),
+        ("DELETE FROM {chain} WHERE position = ?", (target,)),
     )
     result = verify_store(app)
     assert result.first_broken is not None
@@ -160,16 +170,10 @@ def test_a_truncated_tail_is_found_against_a_checkpoint_kept_from_an_export(
 ) -> None:
     head = app.head()
     bundle = tmp_path / "bundle"
-    exported = pumpurs(
-        stores, keys_dir, "audit", "export", "--service", "identification", "--out", str(bundle)
-    )
+    export = ["audit", "export", "--service", "identification", "--out", str(bundle)]
+    exported = pumpurs(stores, keys_dir, *export)
     assert exported.returncode == 0, exported.stderr
-    tamper(
-        stores,
-        app,
-        (f"DELETE FROM {app.events_table} WHERE {position(app)} > ?", (head - 2,)),
-        (f"DELETE FROM {app.chain_table} WHERE position > ?", (head - 2,)),
-    )
+    cut_tail(stores, "identification", after=head - 2)
     assert verify_store(app).ok  # the chain alone cannot tell its tail is gone
     checkpoint = str(bundle / "checkpoint.json")
     args = ["audit", "verify", "--service", "identification", "--json", "--checkpoint", checkpoint]
@@ -182,7 +186,7 @@ def test_a_truncated_tail_is_found_against_a_checkpoint_kept_from_an_export(
 
 
 def test_a_store_from_before_the_chain_is_adopted_once(app: Any, stores: Any) -> None:
-    tamper(stores, app, (f"DELETE FROM {app.chain_table}", ()))
+    tamper(stores, "identification", ("DELETE FROM {chain}", ()))
     assert not verify_store(app).ok
     assert adopt_unchained(app) == app.head()
     assert adopt_unchained(app) == 0
