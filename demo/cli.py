@@ -37,7 +37,13 @@ def seed(args: argparse.Namespace) -> int:
     urls = service_urls(os.environ)
     api = Api(urls, os.environ, wait_timeout=args.wait)
     progress = Progress(sys.stdout)
-    scenario = seed_demo(api, progress, pupils=args.pupils, seed=args.seed)
+    try:
+        scenario = seed_demo(api, progress, pupils=args.pupils, seed=args.seed)
+    except KeyboardInterrupt:
+        progress.line(
+            "\nseeding interrupted: `pumpurs seed --demo` again finishes it, doubling nothing"
+        )
+        return 130
     counts = api.counts
     progress.line(
         f"Seeded in {time.monotonic() - started:.0f} s: {counts['written']} changes, "

@@ -10,6 +10,7 @@ from typing import Any
 
 from demo.api import Api, ApiError, SeedError
 from demo.progress import Progress
+from demo.scenario import SEMESTER
 from demo.seed import AUDITOR
 
 LABELS = {
@@ -201,3 +202,8 @@ def show_where(progress: Progress, urls: Mapping[str, str]) -> None:
         "  other roles: teacher or director (with --school daugavpils-10-vsk), "
         "municipal_coordinator (--municipality daugavpils), national_coordinator"
     )
+    progress.line("The same report as a spreadsheet, and the chains checked from the stores:")
+    progress.line(
+        f"  .venv/bin/pumpurs report esf --semester {SEMESTER} --format xlsx --out var/esf.xlsx"
+    )
+    progress.line("  .venv/bin/pumpurs audit verify")

@@ -11,7 +11,8 @@
 #   reporting on HTTP ports 8001..8004 (PUMPURS_HTTP_PORT_BASE, default 8000, shifts
 #   them), logs in var/log/NAME.log, and waits for GET /health/ready to answer 200
 #   (PUMPURS_READY_TIMEOUT seconds, default 60).
-# - Seeds demo data with `pumpurs seed --demo` when that command exists.
+# - Seeds demo data with `pumpurs seed --demo` when that command exists (it prints the
+#   ESF report, the audit verification and the URLs; a failed seed leaves the system running).
 # - Exports PUMPURS_<SERVICE>_URL (e.g. PUMPURS_PLANNING_URL) for the seed command.
 # On Ctrl-C (or SIGTERM) each service gets SIGTERM, then SIGKILL after 10 s.
 set -euo pipefail
@@ -158,16 +159,24 @@ while ((${#READY[@]} < ${#SERVICES[@]})); do
 	sleep 1
 done
 
-# Demo data, when the seed command exists.
+# Demo data, when the seed command exists. It prints the ESF report, the audit verification
+# and the services' URLs itself.
+seeded=0
 if "$PUMPURS" seed --help >/dev/null 2>&1; then
 	log "seeding demo data (pumpurs seed --demo)"
-	"$PUMPURS" seed --demo || log "warning: pumpurs seed --demo failed (exit $?); the services keep running"
+	if "$PUMPURS" seed --demo; then
+		seeded=1
+	else
+		log "warning: pumpurs seed --demo failed (exit $?); the services keep running"
+	fi
 fi
 
 echo
-for name in "${SERVICES[@]}"; do
-	printf '  %-15s http://127.0.0.1:%s\n' "$name" "${PORTS[$name]}"
-done
+if ((!seeded)); then
+	for name in "${SERVICES[@]}"; do
+		printf '  %-15s http://127.0.0.1:%s\n' "$name" "${PORTS[$name]}"
+	done
+fi
 [[ -n "${PUMPURS_RABBITMQ_API:-}" ]] && printf '  %-15s %s (guest/guest)\n' "rabbitmq" "$PUMPURS_RABBITMQ_API"
 echo "  logs in $LOG_DIR/; Ctrl-C stops everything"
 echo
