@@ -36,7 +36,9 @@ def nameko_config(service: str, environ: dict[str, str]) -> dict[str, Any]:
         "max_workers": int(environ.get("PUMPURS_MAX_WORKERS", "16")),
         "PUMPURS_DATA_DIR": environ.get("PUMPURS_DATA_DIR", "var/data"),
         "DELIVERY_LIMIT": int(environ.get("PUMPURS_DELIVERY_LIMIT", "5")),
-        "RELAY_POLL_INTERVAL": float(environ.get("PUMPURS_RELAY_POLL_INTERVAL", "1.0")),
+        # A save wakes the relay of its own process; one made through another replica is
+        # found by this poll, so it bounds how late such an event is published.
+        "RELAY_POLL_INTERVAL": float(environ.get("PUMPURS_RELAY_POLL_INTERVAL", "0.2")),
         "CATCH_UP_INTERVAL": float(environ.get("PUMPURS_CATCH_UP_INTERVAL", "5.0")),
         "HEARTBEAT": 30,
     }

@@ -44,7 +44,7 @@ class EventStore(DependencyProvider):
             config["AMQP_URI"],
             metrics=metrics_for(self.container),
             batch_size=int(config.get("RELAY_BATCH_SIZE", 500)),
-            poll_interval=float(config.get("RELAY_POLL_INTERVAL", 1.0)),
+            poll_interval=float(config.get("RELAY_POLL_INTERVAL", 0.2)),
             lease=lease_for(self.app),
         )
         self.relay.create_table()

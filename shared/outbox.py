@@ -183,7 +183,7 @@ class Relay:
         amqp_uri: str,
         metrics: Metrics | None = None,
         batch_size: int = 500,
-        poll_interval: float = 1.0,
+        poll_interval: float = 0.2,
         lease: Lease | None = None,
         record_interval: float = 0.25,
     ) -> None:
