@@ -79,24 +79,26 @@ class PostgresLease:
     def __init__(self, connect: Any, key: str) -> None:
         self._connect = connect
         self._key = zlib.crc32(key.encode())  # advisory locks take a number
-        self._connection: Any = None
+        self._connection: Any = None  # kept while standing by, so retries are one query
+        self._holding = False
 
     def acquire(self) -> bool:
-        if self._connection is not None and self.held():
+        if self.held():
             return True
-        self.release()
-        connection = self._connect()
-        row = connection.execute(
-            "SELECT pg_try_advisory_lock(%s) AS granted", (self._key,)
-        ).fetchone()
-        if row and row["granted"]:
-            self._connection = connection
-            return True
-        connection.close()
-        return False
+        try:
+            if self._connection is None:
+                self._connection = self._connect()
+            row = self._connection.execute(
+                "SELECT pg_try_advisory_lock(%s) AS granted", (self._key,)
+            ).fetchone()
+        except Exception:
+            self.release()
+            raise
+        self._holding = bool(row and row["granted"])
+        return self._holding
 
     def held(self) -> bool:
-        if self._connection is None:
+        if not self._holding:
             return False
         try:
             self._connection.execute("SELECT 1")
@@ -107,7 +109,7 @@ class PostgresLease:
         return True
 
     def release(self) -> None:
-        connection, self._connection = self._connection, None
+        connection, self._connection, self._holding = self._connection, None, False
         if connection is not None:
             with contextlib.suppress(Exception):
                 connection.close()
