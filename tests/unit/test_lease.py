@@ -26,7 +26,8 @@ def test_a_lease_held_by_another_process_is_refused_until_that_process_dies(
             sys.executable,
             "-c",
             "import sys, time; from shared.lease import FileLease; "
-            f"assert FileLease(__import__('pathlib').Path({str(path)!r})).acquire(); "
+            f"lease = FileLease(__import__('pathlib').Path({str(path)!r})); "
+            "assert lease.acquire(); "
             "print('held', flush=True); time.sleep(60)",
         ],
         stdout=subprocess.PIPE,
