@@ -7,9 +7,11 @@ The four services run once for the module, as `make run` runs them, on the store
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ import requests
 import yaml
 
 from shared.cli import SERVICES
-from shared.testing import Broker, ServiceProcess, Stores, running, token_for
+from shared.testing import Broker, ServiceProcess, Stores, token_for
 from tests.deploy.tools import (
     K8S,
     OVERLAYS,
@@ -48,21 +50,38 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     env = {"AMQP_URI": broker.uri, "PUMPURS_KEYS_DIR": str(keys), **stores.env(list(SERVICES))}
     services = [ServiceProcess(name, env, tmp) for name in SERVICES]
     try:
-        with running(*services):
-            operator = {"Authorization": f"Bearer {token_for('operator', keys)}"}
-            answers: dict[str, Any] = {}
-            for service in services:
-                # Traffic, so the request metrics have samples: a good call and a refused one.
-                assert requests.get(f"{service.url}/health/ready", timeout=10).status_code == 200
-                requests.get(f"{service.url}/no-such-route", headers=operator, timeout=10)
-                answers[service.name] = {
-                    "metrics": requests.get(f"{service.url}/metrics", timeout=10).text,
-                    "openapi": requests.get(f"{service.url}/openapi.json", timeout=10).json(),
-                }
-            yield answers
+        for service in services:
+            service.start(wait=False)
+        for service in services:
+            service.wait_ready()
+        operator = {"Authorization": f"Bearer {token_for('operator', keys)}"}
+        answers: dict[str, Any] = {}
+        for service in services:
+            # Traffic, so the request metrics have samples: a good call and a refused one.
+            assert requests.get(f"{service.url}/health/ready", timeout=10).status_code == 200
+            requests.get(f"{service.url}/no-such-route", headers=operator, timeout=10)
+            answers[service.name] = {
+                "metrics": requests.get(f"{service.url}/metrics", timeout=10).text,
+                "openapi": requests.get(f"{service.url}/openapi.json", timeout=10).json(),
+            }
+        yield answers
     finally:
+        stop_all(services)
         stores.drop()
         broker.delete()
+
+
+def stop_all(services: list[ServiceProcess]) -> None:
+    """SIGTERM to all at once; an idle nameko HTTP service acts on it at its next request."""
+    for service in services:
+        if service.proc is not None and service.proc.poll() is None:
+            service.proc.send_signal(signal.SIGTERM)
+    for service in services:
+        with contextlib.suppress(requests.RequestException):
+            requests.get(f"{service.url}/health/live", timeout=1)
+    for service in services:
+        with contextlib.suppress(Exception):
+            service.stop()
 
 
 def declared_metrics(exposition: str) -> set[str]:

@@ -7,6 +7,7 @@ fails the test that needs it, saying so.
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import os
@@ -59,8 +60,15 @@ def rendered(overlay: str) -> str:
     return done.stdout
 
 
+@functools.cache
+def _parsed(overlay: str) -> tuple[dict[str, Any], ...]:
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return tuple(doc for doc in yaml.load_all(rendered(overlay), Loader=loader) if doc)
+
+
 def resources(overlay: str) -> list[dict[str, Any]]:
-    return [doc for doc in yaml.safe_load_all(rendered(overlay)) if doc]
+    """The rendered resources of an overlay (a fresh copy each call: tests may change it)."""
+    return copy.deepcopy(list(_parsed(overlay)))
 
 
 def of_kind(overlay: str, kind: str) -> list[dict[str, Any]]:

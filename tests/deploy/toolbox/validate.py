@@ -1,10 +1,10 @@
 """Validate rendered manifests; run by var/tools-venv's Python (tests/deploy/tools.py).
 
-    python validate.py RENDERED.yaml SCHEMA_DIR
+    python validate.py SCHEMA_DIR RENDERED.yaml...
 
 Kubernetes' own kinds are validated by kubernetes-validate (strict: unknown fields are
 errors); custom resources by the schemas in SCHEMA_DIR (deploy/k8s/schemas/README.md).
-Prints one JSON object: {"validated": [[kind, name, "kubernetes"|"schema"], ...],
+Prints one JSON object, for each file {"validated": [[kind, name, "kubernetes"|"schema"], ...],
 "errors": ["kind/name: where: what", ...]}. A custom kind without a schema is an error.
 """
 
@@ -33,12 +33,16 @@ def registry(schema_dir: Path) -> Registry:
     return Registry().with_resource("_common.yaml", DRAFT202012.create_resource(common))
 
 
-def main(rendered: str, schema_dir: str) -> dict[str, Any]:
+def main(schema_dir: str, files: list[str]) -> dict[str, Any]:
     schemas = Path(schema_dir)
     refs = registry(schemas)
+    return {name: check(Path(name), schemas, refs) for name in files}
+
+
+def check(rendered: Path, schemas: Path, refs: Registry) -> dict[str, Any]:
     validated: list[list[str]] = []
     errors: list[str] = []
-    for resource in yaml.safe_load_all(Path(rendered).read_text()):
+    for resource in yaml.safe_load_all(rendered.read_text()):
         if not resource:
             continue
         what = f"{resource.get('kind')}/{resource.get('metadata', {}).get('name')}"
@@ -66,4 +70,4 @@ def main(rendered: str, schema_dir: str) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(sys.argv[1], sys.argv[2])))
+    print(json.dumps(main(sys.argv[1], sys.argv[2:])))
