@@ -28,8 +28,9 @@ STORES=${PUMPURS_TEST_STORES:-sqlite postgres}
 KEEP_STACK=${KEEP_STACK:-0}
 
 make --no-print-directory -s .venv
-# The deployment tests' tools (tests/deploy): kubectl, checkov, promtool ...
-scripts/tools.sh
+# The deployment tests' tools (tests/deploy): kubectl, checkov, promtool ... If they cannot
+# be installed, the other suites still run; the deployment tests then fail saying what is missing.
+scripts/tools.sh || log "warning: scripts/tools.sh failed (exit $?); tests/deploy will fail"
 
 started_rabbitmq=0
 started_postgres=0
