@@ -387,7 +387,9 @@ class Seeder:
         with self.progress.phase("departures", 1) as phase:
             query = {"school_id": pupil.school_id, "limit": 500}
             items = self.api.get("identification", "/pupils", who, params=query)["items"]
-            row = next(item for item in items if item["pupil_id"] == pupil.pupil_id)
+            row = next((item for item in items if item["pupil_id"] == pupil.pupil_id), None)
+            if row is None:
+                raise SeedError(f"identification does not list pupil {pupil.pupil_id}")
             if row["status"] != "departed":
                 body = {
                     "reason": departure.reason,

@@ -133,7 +133,8 @@ def settled_report(
         report: dict[str, Any] = api.get("reporting", "/reports/esf", AUDITOR, params=params)
         same = report.get("indicators") == last.get("indicators")
         last = report
-        if _plans_counted(report) in (plans, None) and same:
+        counted = _plans_counted(report)
+        if (counted is None or counted >= plans) and same:
             return report
         time.sleep(pause)
         return None
@@ -172,7 +173,7 @@ def _scope(scope: Any) -> str:
 def show_verification(api: Api, progress: Progress) -> bool:
     try:
         result = api.get("reporting", "/audit/verify", AUDITOR)
-    except ApiError as error:
+    except SeedError as error:
         progress.line(f"Audit verification: not available from reporting ({error})")
         return False
     progress.line("Audit verification (each service's hash chain over its stored events):")
