@@ -172,6 +172,12 @@ class IdentificationApplication(ServiceApplication):
             raise PupilNotFoundError(f"pupil {pupil_id} not found")
         return pupil
 
+    def school_of_pupil(self, pupil_id: UUID) -> str:
+        state = self.pupils.states(self.query, [pupil_id]).get(str(pupil_id))
+        if state is None:
+            raise PupilNotFoundError(f"pupil {pupil_id} not found")
+        return str(state["school_id"])
+
     def pupil_at(self, pupil_id: UUID, expected_version: int | None) -> Pupil:
         pupil = self.get_pupil(pupil_id)
         if expected_version is not None:

@@ -9,7 +9,6 @@ from uuid import UUID
 from services.identification import tenancy
 from services.identification.application import IdentificationApplication, PupilNotFoundError
 from services.identification.catalogue import RISK_FACTORS
-from services.identification.domain import Pupil
 from services.identification.journal import JournalEncodingError, JournalFormatError
 from services.identification.schemas import (
     CreatedPupilSchema,
@@ -75,13 +74,12 @@ class IdentificationService(ServiceBase):
     name = "identification"
     app: IdentificationApplication = EventStore(make_application)
 
-    def _visible_pupil(self, call: Call, pupil_id: UUID) -> Pupil:
-        """The pupil if the caller's tenant holds its school; 404 otherwise."""
-        pupil = self.app.get_pupil(pupil_id)
-        school = self.app.school(pupil.school_id)
+    def _visible_pupil(self, call: Call, pupil_id: UUID) -> None:
+        """404 unless the caller's tenant holds the pupil's school (asked of the pupils
+        list, committed with the pupil's events, so a command loads the pupil only once)."""
+        school = self.app.school(self.app.school_of_pupil(pupil_id))
         if not tenancy.sees(call.user, school):
             raise PupilNotFoundError(f"pupil {pupil_id} not found")
-        return pupil
 
     # -- reference data ------------------------------------------------------------------------
     @route("GET", "/schools", answer=SchoolListSchema, summary="the school directory")
@@ -127,7 +125,8 @@ class IdentificationService(ServiceBase):
 
     @route("GET", "/pupils/<uuid:pupil_id>", answer=PupilSchema, roles=READERS)
     def get_pupil(self, call: Call, pupil_id: UUID) -> Any:
-        pupil = self._visible_pupil(call, pupil_id)
+        self._visible_pupil(call, pupil_id)
+        pupil = self.app.get_pupil(pupil_id)
         return self.app.read_pupil(pupil, reader=call.user.sub, role=call.user.role)
 
     @route(
