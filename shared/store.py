@@ -85,12 +85,16 @@ def stored_originator_id(originator_id: Any, dialect: str) -> str:
     return str(originator_id)
 
 
-def _append_links(sql: Sql, table: str, positions: Sequence[int], stored_events: Any) -> None:
-    """Chain the records just inserted; the caller holds the events table's write lock."""
-    row = sql.execute(
-        f"SELECT position, hash FROM {table} ORDER BY position DESC LIMIT 1"
-    ).fetchone()
-    head = Link(row["position"], 0, bytes(row["hash"])) if row else None
+def _append_links(
+    sql: Sql, table: str, positions: Sequence[int], stored_events: Any, head: Link | None
+) -> Link:
+    """Chain the records just inserted (the caller holds the events table's write lock);
+    ``head`` is the last link this process committed, used when nothing came after it."""
+    if head is None or head.position != positions[0] - 1:
+        row = sql.execute(
+            f"SELECT position, hash FROM {table} ORDER BY position DESC LIMIT 1"
+        ).fetchone()
+        head = Link(row["position"], 0, bytes(row["hash"])) if row else None
     records = [
         Record(
             p,
@@ -101,7 +105,39 @@ def _append_links(sql: Sql, table: str, positions: Sequence[int], stored_events:
         )
         for p, e in zip(positions, stored_events, strict=True)
     ]
-    insert_links(sql, table, extend(head, records))
+    links = extend(head, records)
+    insert_links(sql, table, links)
+    return links[-1]
+
+
+class _ChainsEvents:
+    """Recorder mixin: each insert of stored events appends their links to the chain table.
+
+    The last link committed is remembered, which saves reading the chain's head back on the
+    next insert. It is trusted only while the new records follow it directly: ids are handed
+    out under the events table's write lock in commit order, so any record another process
+    (or a rolled-back insert) took in between shows as a gap, and the head is read again.
+    """
+
+    events_table_name: str
+    _chain_head: Link | None = None
+
+    @property
+    def chain_table(self) -> str:
+        return chain_table_name(self.events_table_name)
+
+    def insert_events(self, stored_events: Any, **kwargs: Any) -> Any:
+        written: list[Link] = []
+        ids = super().insert_events(stored_events, chain_written=written, **kwargs)  # type: ignore[misc]
+        if written:  # committed: only now may the next insert build on it
+            self._chain_head = written[-1]
+        return ids
+
+    def _chain(self, sql: Sql, positions: Sequence[int], stored_events: Any, kwargs: Any) -> None:
+        last = _append_links(sql, self.chain_table, positions, stored_events, self._chain_head)
+        written = kwargs.get("chain_written")
+        if written is not None:
+            written[:] = [last]
 
 
 def insert_links(sql: Sql, table: str, links: Sequence[Link]) -> None:
@@ -111,6 +147,8 @@ def insert_links(sql: Sql, table: str, links: Sequence[Link]) -> None:
     statement = f"INSERT INTO {table} (position, previous, hash)"
     if sql.dialect == SQLITE:
         sql.executemany(f"{statement} VALUES (?, ?, ?)", rows)
+    elif len(rows) == 1:  # most saves: the cheapest statement for one row
+        sql.execute(f"{statement} VALUES (?, ?, ?)", rows[0])
     else:
         columns = [list(column) for column in zip(*rows, strict=True)]
         sql.execute(
@@ -118,13 +156,9 @@ def insert_links(sql: Sql, table: str, links: Sequence[Link]) -> None:
         )
 
 
-class SQLiteInboxRecorder(SQLiteProcessRecorder):
+class SQLiteInboxRecorder(_ChainsEvents, SQLiteProcessRecorder):
     """Process recorder whose transaction also chains the new events and runs read-model
     effects."""
-
-    @property
-    def chain_table(self) -> str:
-        return chain_table_name(self.events_table_name)
 
     def construct_create_table_statements(self) -> list[str]:
         chain = _CHAIN_DDL.format(t=self.chain_table, int="INTEGER", bytes="BLOB")
@@ -133,7 +167,7 @@ class SQLiteInboxRecorder(SQLiteProcessRecorder):
     def _insert_events(self, c: Any, stored_events: Any, **kwargs: Any) -> Any:
         returning = super()._insert_events(c, stored_events, **kwargs)
         if stored_events:
-            _append_links(Sql(c, SQLITE), self.chain_table, returning or (), stored_events)
+            self._chain(Sql(c, SQLITE), returning or (), stored_events, kwargs)
         _run_effects(c, SQLITE, kwargs)
         return returning
 
@@ -143,12 +177,11 @@ def _postgres_inbox_recorder() -> type:
     from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
     from psycopg.sql import SQL
 
-    class PostgresInboxRecorder(PostgresProcessRecorder):
+    class PostgresInboxRecorder(_ChainsEvents, PostgresProcessRecorder):
         def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
             super().__init__(datastore, **kwargs)
             if datastore.enable_db_functions:
                 raise ValueError("the audit chain needs POSTGRES_ENABLE_DB_FUNCTIONS off")
-            self.chain_table = chain_table_name(self.events_table_name)
             ddl = _CHAIN_DDL.format(t=self.chain_table, int="bigint", bytes="bytea")
             self.sql_create_statements.append(SQL(ddl))  # type: ignore[arg-type]
 
@@ -163,7 +196,7 @@ def _postgres_inbox_recorder() -> type:
             # so links are appended in notification order by one transaction at a time.
             ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
             if ids:
-                _append_links(Sql(curs, POSTGRES), self.chain_table, ids, stored_events)
+                self._chain(Sql(curs, POSTGRES), ids, stored_events, kwargs)
             return ids
 
     return PostgresInboxRecorder

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from eventsourcing.persistence import IntegrityError
 
 from services.identification.application import IdentificationApplication
 from shared.audit import adopt_unchained, verify_store
@@ -142,6 +143,29 @@ def test_an_untouched_store_verifies_and_erasing_a_pupil_keeps_it_whole(app: Any
     app.erase_pupil(pupil.id, by="dpo")  # destroys the key: the events keep their ciphertext
     after = verify_store(app)
     assert after.ok and after.head_position == app.head() > before.head_position + 1
+
+
+def test_two_writers_on_one_store_keep_one_chain_through_a_refused_save(
+    app: Any, stores: Any, keys_dir: Path
+) -> None:
+    environ = {**os.environ, **stores.env(SERVICES), "PUMPURS_KEYS_DIR": str(keys_dir)}
+    other = IdentificationApplication(store_env("identification", stores.data_dir, environ))
+    try:
+        for n in range(4):  # each remembers its own last link; the other writes in between
+            register(app if n % 2 else other, f"020110-2002{n}")
+        pupil = register(app, "020110-20030")
+        stale = other.repository.get(pupil.id)
+        app.erase_pupil(pupil.id, by="dpo")
+        stale.erase("dpo")
+        with pytest.raises(IntegrityError):  # PostgreSQL: the refused insert used up an id
+            other.save(stale)
+        register(other, "020110-20031")
+        register(app, "020110-20032")
+    finally:
+        other.close()
+    result = verify_store(app)
+    assert result.ok, result.first_broken
+    assert result.records == len(app.query(f"SELECT originator_id FROM {app.events_table}"))
 
 
 def test_a_changed_byte_in_a_stored_event_is_found_at_its_position(app: Any, stores: Any) -> None:
