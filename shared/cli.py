@@ -10,6 +10,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from shared.ratelimit import rate_limit_config
+
 # Modules that add subcommands of their own: each has ``register(subparsers)``. Imported only
 # when the parser is built, so ``pumpurs serve`` stays free of their imports until then.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -41,6 +43,7 @@ def nameko_config(service: str, environ: dict[str, str]) -> dict[str, Any]:
         "RELAY_POLL_INTERVAL": float(environ.get("PUMPURS_RELAY_POLL_INTERVAL", "0.2")),
         "CATCH_UP_INTERVAL": float(environ.get("PUMPURS_CATCH_UP_INTERVAL", "5.0")),
         "HEARTBEAT": 30,
+        **rate_limit_config(environ),
     }
 
 

@@ -32,6 +32,7 @@ from werkzeug.wrappers import Request, Response
 
 from shared.auth import Principal, TokenVerifier, public_key_pem
 from shared.errors import (
+    AuthenticationError,
     BadRequestError,
     ConflictError,
     InvalidInputError,
@@ -44,6 +45,7 @@ from shared.errors import (
 from shared.eventstore import store_of
 from shared.idempotency import canonical
 from shared.metrics import metrics_for
+from shared.ratelimit import limiter_for
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +228,7 @@ class Route(HttpRequestHandler):
     def _prepare(self, request: Request) -> Call:
         principal = None
         if not self.public:
-            principal = verifier_for(self.container).verify(request.headers.get("Authorization"))
+            principal = self._authenticate(request)
             if self.roles is not None:
                 principal.require(*self.roles)
         query = _load(self.query_schema, request.args.to_dict(), "query")
@@ -236,6 +238,20 @@ class Route(HttpRequestHandler):
         elif self.raw_body:
             self._read_body(request)
         return Call(request=request, principal=principal, body=body, query=query)
+
+    def _authenticate(self, request: Request) -> Principal:
+        """The caller, within its rate limit: its subject's, or its address's without a
+        valid token (so guessing tokens is limited too). Public routes are never limited."""
+        limiter = limiter_for(self.container)
+        try:
+            principal = verifier_for(self.container).verify(request.headers.get("Authorization"))
+        except AuthenticationError:
+            if limiter is not None:
+                limiter.check(f"address:{request.remote_addr}")
+            raise
+        if limiter is not None:
+            limiter.check(f"sub:{principal.sub}")
+        return principal
 
     def _read_body(self, request: Request) -> bytes:
         request.max_content_length = self.max_body
