@@ -147,7 +147,7 @@ class Inbox(Entrypoint):
             envelope = Envelope.from_message(body)
             if envelope.source != self.source:
                 raise InvalidMessageError(f"message from {envelope.source} on {self.source} queue")
-            registry.load(envelope)
+            event = IncomingEvent(envelope, registry.load(envelope))
         except InvalidMessageError as exc:
             log.warning("invalid message dead-lettered: %s", exc)
             self._count("dead_lettered")
@@ -155,7 +155,7 @@ class Inbox(Entrypoint):
             return
         try:
             with self._lock:
-                outcome = self._apply_in_order(envelope)
+                outcome = self._apply_in_order(event)
         except Exception as exc:
             deliveries = int((message.headers or {}).get("x-delivery-count", 0)) + 1
             final = deliveries > self.delivery_limit
@@ -174,7 +174,8 @@ class Inbox(Entrypoint):
         self._count(outcome)
         _settle(message.ack)
 
-    def _apply_in_order(self, envelope: Envelope) -> str:
+    def _apply_in_order(self, event: IncomingEvent) -> str:
+        envelope = event.envelope
         self._known_head = max(self._known_head, envelope.notification_id)
         if envelope.notification_id <= self._last_applied():
             return "duplicate"
@@ -184,7 +185,7 @@ class Inbox(Entrypoint):
                 raise GapNotFilledError(
                     f"{self.source} did not provide events up to #{envelope.previous_id}"
                 )
-        return "ok" if self._apply(envelope) else "duplicate"
+        return "ok" if self._apply(event) else "duplicate"
 
     # -- where this consumer stands ----------------------------------------------
     def _last_applied(self) -> int:
@@ -217,48 +218,48 @@ class Inbox(Entrypoint):
         the next one. Pulling then would only do the queue's work twice."""
         while not self._stopping.is_set() and not self._queue_flowing():
             # Ask outside the lock, so a slow or absent source never holds up the queue.
-            envelopes = self._pull(after=self._last_applied(), until=None)
-            if not envelopes:
+            events = self._pull(after=self._last_applied(), until=None)
+            if not events:
                 return
-            for envelope in envelopes:
+            for event in events:
                 with self._lock:  # one at a time, so queue messages interleave
-                    if not self._apply_pulled(envelope):
+                    if not self._apply_pulled(event):
                         break
 
     def _queue_flowing(self) -> bool:
         return time.monotonic() - self._last_message_at < self.catch_up_interval
 
-    def _apply_pulled(self, envelope: Envelope) -> bool:
+    def _apply_pulled(self, event: IncomingEvent) -> bool:
         """Apply a pulled event if it is next; False when the pull is out of date."""
-        last = self._last_applied()
+        envelope, last = event.envelope, self._last_applied()
         if envelope.notification_id <= last:
             return True  # the queue was quicker
         if envelope.previous_id is not None and envelope.previous_id > last:
             return False
-        if self._apply(envelope):
+        if self._apply(event):
             self._count("caught_up")
         return True
 
     def _fill_gap(self, until: int) -> None:
         """Called with the lock held: apply the source's events up to ``until``."""
         while (last := self._last_applied()) < until:
-            envelopes = self._pull(after=last, until=until)
-            if not envelopes:
+            events = self._pull(after=last, until=until)
+            if not events:
                 return
-            for envelope in envelopes:
-                if envelope.notification_id > self._last_applied() and self._apply(envelope):
+            for event in events:
+                fresh = event.envelope.notification_id > self._last_applied()
+                if fresh and self._apply(event):
                     self._count("caught_up")
 
-    def _pull(self, after: int, until: int | None) -> list[Envelope]:
+    def _pull(self, after: int, until: int | None) -> list[IncomingEvent]:
         answer = self._source_rpc().notifications(after=after, limit=200, stop=until)
         self._known_head = max(self._known_head, int(answer["head"]))
         self._observe_lag()
-        envelopes = []
+        events = []
         for body in answer["events"]:
             envelope = Envelope.from_message(body)
-            registry.load(envelope)
-            envelopes.append(envelope)
-        return envelopes
+            events.append(IncomingEvent(envelope, registry.load(envelope)))
+        return events
 
     def _source_rpc(self) -> Any:
         if self._rpc is None:
@@ -276,9 +277,9 @@ class Inbox(Entrypoint):
                 log.debug("error while closing the catch-up RPC proxy", exc_info=True)
 
     # -- applying one event through a worker ---------------------------------------
-    def _apply(self, envelope: Envelope) -> bool:
+    def _apply(self, event: IncomingEvent) -> bool:
         """Apply through a worker; False if another consumer had applied it already."""
-        event = IncomingEvent(envelope, registry.load(envelope))
+        envelope = event.envelope
         done = GreenEvent()
 
         def handle_result(worker_ctx: Any, result: Any = None, exc_info: Any = None) -> Any:

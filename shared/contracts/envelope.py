@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -37,6 +38,12 @@ class EnvelopeSchema(Schema):
     payload = fields.Dict(keys=fields.String(), required=True)
 
 
+@functools.cache
+def _envelope_schema() -> EnvelopeSchema:
+    """Built once: a schema instance per message cost more than loading the message."""
+    return EnvelopeSchema()
+
+
 @dataclass(frozen=True)
 class Envelope:
     event_id: str
@@ -64,7 +71,7 @@ class Envelope:
         if not isinstance(body, dict):
             raise InvalidMessageError("message body is not a JSON object")
         try:
-            data = EnvelopeSchema().load(body)
+            data = _envelope_schema().load(body)
         except ValidationError as exc:
             raise InvalidMessageError("message envelope is invalid", exc.messages) from exc
         data["event_id"] = str(data["event_id"])
