@@ -1,32 +1,41 @@
 """What reporting knows, as a pure function of the integration events it received.
 
 Reporting keeps no aggregates of its own. Every integration event it receives goes into
-its journal (``journal.py``) and, through ``project``, into a handful of read-model rows.
-The rules here are the only place where an event changes a row: the service applies them
-to the database one event at a time, a rebuild applies them to memory over the whole
-journal, so both reach the same rows (the rebuild's digest shows it).
+its journal (``journal.py``) and, through ``project``, into read-model rows. The rules
+here are the only place where an event changes a row: the service applies them to the
+database one event at a time, a rebuild applies them to memory over the whole journal, so
+both reach the same rows (the rebuild's digest shows it).
 
 Rows, by table (money and hours in hundredths, exact integers):
 
 - ``schools``: school_id -> municipality, kind, owner, grade_from, grade_to
-  (``school_registered``; the shipped reference schools are added when reading);
-- ``pupils``: pupil_id -> school_id, grade, gender (``pupil_registered``; the grade is
-  the one registered: identification publishes no promotions);
-- ``signs``: (pupil_id, code, observed_on) -> school_id, risk_group, resolved_on: one
-  row per time a risk sign was recorded; ``resolved_on`` is the UTC date on which
+  (``school_registered``; the shipped reference schools are known without an event);
+- ``pupils``: pupil_id -> school_id, grade, gender, profile (``pupil_registered``; the
+  grade is the one registered: identification publishes no promotions). The profile is
+  what the ESF breakdowns need: ``"F 2 7-9"`` = gender, ISCED level, grade band, from
+  the grade and the kind of the school the pupil was registered at;
+- ``signs``: (pupil_id, risk_group, code, observed_on) -> school_id, resolved_on: one row
+  per time a risk sign was recorded; ``resolved_on`` is the UTC date on which
   identification recorded the resolution (the event's occurred-at), empty while open;
 - ``plans``: plan_id -> pupil_id, school_id, semester, status, supported,
   previous_plan_id, outcome. ``status`` follows planning's events exactly as planning's
   own aggregate does; ``supported`` is 1 once the plan was fully approved
   (``plan_fully_approved``) and stays 1 whatever happens later; ``outcome`` is set by
   the evaluation or by the closing (a departure closes with the departure's outcome);
-- ``hours``: (plan_id, kind) -> school_id, semester, hours, cost: consultations logged on
-  the plan, by provider kind (``consultation_logged``, hours and cost as planning priced
-  them);
+- ``years``: (school_year, pupil_id) -> profile, and for each semester of the year the
+  school, plan and outcome of the pupil's *supported* plan then (fully approved and not
+  deactivated; planning keeps one live plan per pupil and semester): one row per pupil,
+  so distinct pupils are counted without sorting plans;
+- ``plan_counts``: (semester, school_id, status) -> plans, continued (those with a
+  previous plan): counters moved by every change of a plan's status;
+- ``hours``: (plan_id, kind) -> school_id, semester, hours, cost: consultations logged
+  on the plan, by provider kind, as planning priced them; ``hour_sums`` the same added
+  up by (semester, school_id, kind);
 - ``provisions``: provision_id -> plan_id, school_id, semester, kind, planned,
   committed, delivered, status (provisioning's provision events: ``planned`` as last
   requested or re-planned, ``committed`` reserved and not yet delivered, ``delivered``
-  spent);
+  spent); ``material_sums`` the same added up by (semester, school_id, kind), counting
+  as planned only what a cancelled provision delivered;
 - ``budgets``: (school_id, semester) -> allocated, committed, spent (budget events).
 
 Nothing personal reaches these rows: the events carry none (see shared/contracts).
@@ -36,6 +45,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from operator import add
 from typing import Any, Protocol
 
 # -- vocabulary -------------------------------------------------------------------------
@@ -154,11 +164,33 @@ class State(Protocol):
 
     def put(self, table: str, key: Key, row: Row) -> None: ...
 
-    def open_sign(self, pupil_id: str, code: str) -> str | None:
+    def open_sign(self, pupil_id: str, group: str, code: str) -> str | None:
         """The observed_on of the pupil's unresolved sign of this code, if any."""
+
+    def plans_of(self, pupil_id: str) -> list[tuple[Key, Row]]:
+        """Every plan row of the pupil."""
+
+    def school_kind(self, school_id: str) -> str | None:
+        """general or vocational: as registered, else the reference data's, else None."""
 
 
 Rule = Callable[[State, str, Mapping[str, Any], str], None]
+
+
+def profile(gender: str, grade: int | None, kind: str | None) -> str:
+    return f"{gender} {isced_level(grade, kind)} {grade_band(grade, kind)}"
+
+
+UNKNOWN_PROFILE = f"{UNKNOWN} {UNKNOWN} {UNKNOWN}"
+
+
+def school_year_of(semester: str) -> str:
+    return semester[:9]
+
+
+def _count(s: State, table: str, key: Key, deltas: list[int]) -> None:
+    row = s.get(table, key)
+    s.put(table, key, deltas if row is None else list(map(add, row, deltas)))
 
 
 # -- identification ------------------------------------------------------------------------
@@ -170,43 +202,88 @@ def _school_registered(s: State, _: str, p: Mapping[str, Any], __: str) -> None:
 
 
 def _pupil_registered(s: State, pupil_id: str, p: Mapping[str, Any], _: str) -> None:
-    s.put("pupils", (pupil_id,), [p["school_id"], p["grade"], p["gender"]])
+    school, grade, gender = p["school_id"], p["grade"], p["gender"]
+    s.put(
+        "pupils",
+        (pupil_id,),
+        [school, grade, gender, profile(gender, grade, s.school_kind(school))],
+    )
+    _refresh_years(s, pupil_id, {school_year_of(row[2]) for _, row in s.plans_of(pupil_id)})
 
 
 def _risk_sign_recorded(s: State, pupil_id: str, p: Mapping[str, Any], _: str) -> None:
     pupil = s.get("pupils", (pupil_id,))
     code = p["code"]
-    row = [pupil[0] if pupil else None, risk_group(code), None]
-    s.put("signs", (pupil_id, code, p["observed_on"]), row)
+    key = (pupil_id, risk_group(code), code, p["observed_on"])
+    s.put("signs", key, [pupil[0] if pupil else None, None])
 
 
 def _risk_sign_resolved(s: State, pupil_id: str, p: Mapping[str, Any], occurred_at: str) -> None:
     code = p["code"]
-    observed_on = s.open_sign(pupil_id, code)
+    group = risk_group(code)
+    observed_on = s.open_sign(pupil_id, group, code)
     if observed_on is None:
         return
-    key = (pupil_id, code, observed_on)
+    key = (pupil_id, group, code, observed_on)
     row = s.get("signs", key)
     if row is not None:
-        s.put("signs", key, [row[0], row[1], utc_date(occurred_at)])
+        s.put("signs", key, [row[0], utc_date(occurred_at)])
 
 
 # -- planning ------------------------------------------------------------------------------
 
-_STATUS, _SUPPORTED, _OUTCOME = 3, 4, 6
+_PUPIL, _SCHOOL, _SEMESTER, _STATUS, _SUPPORTED, _PREVIOUS, _OUTCOME = range(7)
+
+
+def is_supported(plan: Row) -> bool:
+    """Fully approved at some time, and not deactivated (the programme's "deleted")."""
+    return bool(plan[_SUPPORTED]) and plan[_STATUS] != INACTIVE
+
+
+def _refresh_years(s: State, pupil_id: str, school_years: set[str]) -> None:
+    """Recompute the pupil's ``years`` rows from the pupil's plans."""
+    plans = s.plans_of(pupil_id)
+    pupil = s.get("pupils", (pupil_id,))
+    for year in sorted(school_years):
+        row: Row = [pupil[3] if pupil else UNKNOWN_PROFILE]
+        for term in ("1", "2"):
+            semester = f"{year}-{term}"
+            held = sorted(
+                (k[0], r) for k, r in plans if r[_SEMESTER] == semester and is_supported(r)
+            )
+            plan_id, plan = held[-1] if held else (None, None)
+            row += [plan[_SCHOOL], plan_id, plan[_OUTCOME]] if plan else [None, None, None]
+        key = (year, pupil_id)
+        old = s.get("years", key)
+        if old != row and (old is not None or row[1] is not None or row[4] is not None):
+            s.put("years", key, row)
 
 
 def _plan_drafted(s: State, plan_id: str, p: Mapping[str, Any], _: str) -> None:
     row = [p["pupil_id"], p["school_id"], p["semester"], "draft", 0, p["previous_plan_id"], None]
     s.put("plans", (plan_id,), row)
+    _count_plan(s, row, 1)
+
+
+def _count_plan(s: State, plan: Row, sign: int) -> None:
+    continued = 1 if plan[_PREVIOUS] is not None else 0
+    key = (plan[_SEMESTER], plan[_SCHOOL], plan[_STATUS])
+    _count(s, "plan_counts", key, [sign, sign * continued])
 
 
 def _plan_change(change: Callable[[Row, Mapping[str, Any]], None]) -> Rule:
     def rule(s: State, plan_id: str, p: Mapping[str, Any], _: str) -> None:
-        row = s.get("plans", (plan_id,))
-        if row is not None:
-            change(row, p)
-            s.put("plans", (plan_id,), row)
+        old = s.get("plans", (plan_id,))
+        if old is None:
+            return
+        new = list(old)
+        change(new, p)
+        s.put("plans", (plan_id,), new)
+        if new[_STATUS] != old[_STATUS]:
+            _count_plan(s, old, -1)
+            _count_plan(s, new, 1)
+        if (is_supported(new), new[_OUTCOME]) != (is_supported(old), old[_OUTCOME]):
+            _refresh_years(s, new[_PUPIL], {school_year_of(new[_SEMESTER])})
 
     return rule
 
@@ -246,16 +323,25 @@ def _consultation_logged(s: State, plan_id: str, p: Mapping[str, Any], _: str) -
     plan = s.get("plans", (plan_id,))
     if plan is None:
         return
+    hours, cost = hundredths(p["hours"]), hundredths(p["cost_eur"])
     key = (plan_id, p["kind"])
-    row = s.get("hours", key) or [plan[1], plan[2], 0, 0]
-    row[2] += hundredths(p["hours"])
-    row[3] += hundredths(p["cost_eur"])
-    s.put("hours", key, row)
+    row = s.get("hours", key) or [plan[_SCHOOL], plan[_SEMESTER], 0, 0]
+    s.put("hours", key, [row[0], row[1], row[2] + hours, row[3] + cost])
+    _count(s, "hour_sums", (plan[_SEMESTER], plan[_SCHOOL], p["kind"]), [hours, cost])
 
 
 # -- provisioning ---------------------------------------------------------------------------
 
-_KIND, _PLANNED, _COMMITTED, _DELIVERED, _PSTATUS = 3, 4, 5, 6, 7
+_PLAN, _PSCHOOL, _PSEMESTER, _KIND, _PLANNED, _COMMITTED, _DELIVERED, _PSTATUS = range(8)
+
+
+def _material(s: State, row: Row, sign: int) -> None:
+    """A provision's part of the sums; a cancelled one counts as planned what it delivered."""
+    planned = row[_DELIVERED] if row[_PSTATUS] == "cancelled" else row[_PLANNED]
+    key = (row[_PSEMESTER], row[_PSCHOOL], row[_KIND])
+    _count(
+        s, "material_sums", key, [sign * planned, sign * row[_COMMITTED], sign * row[_DELIVERED]]
+    )
 
 
 def _provision_requested(s: State, _: str, p: Mapping[str, Any], __: str) -> None:
@@ -270,18 +356,22 @@ def _provision_requested(s: State, _: str, p: Mapping[str, Any], __: str) -> Non
         p["status"],
     ]
     s.put("provisions", (p["provision_id"],), row)
+    _material(s, row, 1)
 
 
 def _provision_change(change: Callable[[Row, Mapping[str, Any]], None] | None = None) -> Rule:
     def rule(s: State, _: str, p: Mapping[str, Any], __: str) -> None:
         key = (p["provision_id"],)
-        row = s.get("provisions", key)
-        if row is None:
+        old = s.get("provisions", key)
+        if old is None:
             return
+        new = list(old)
         if change is not None:
-            change(row, p)
-        row[_PSTATUS] = p["status"]
-        s.put("provisions", key, row)
+            change(new, p)
+        new[_PSTATUS] = p["status"]
+        s.put("provisions", key, new)
+        _material(s, old, -1)
+        _material(s, new, 1)
 
     return rule
 
@@ -308,7 +398,7 @@ def _replanned(row: Row, p: Mapping[str, Any]) -> None:
 def _budget_change(change: Callable[[Row, int], None] | None) -> Rule:
     def rule(s: State, _: str, p: Mapping[str, Any], __: str) -> None:
         key = (p["school_id"], p["semester"])
-        row = s.get("budgets", key) or [0, 0, 0]
+        row = list(s.get("budgets", key) or [0, 0, 0])
         if change is not None:
             change(row, hundredths(p["amount_eur"]))
         s.put("budgets", key, row)
@@ -378,6 +468,12 @@ RULES: dict[str, dict[str, Rule]] = {
 departure...) are journalled and change no row: no indicator depends on them."""
 
 _NO_RULES: dict[str, Rule] = {}
+# The same, by (source, event type): what a rebuild looks up for every journal entry.
+RULE_OF: dict[tuple[str, str], Rule] = {
+    (source, event_type): rule
+    for source, rules in RULES.items()
+    for event_type, rule in rules.items()
+}
 
 
 def project(

@@ -125,7 +125,8 @@ class Journal:
         page: int = 20_000,
         pause: Callable[[], None] = lambda: None,
     ) -> Iterator[list[Any]]:
-        """Pages of entries in journal order (those received at or before ``until``)."""
+        """Pages of entries in journal order (those received at or before ``until``), each
+        entry the ``REPLAYED`` columns in order."""
         after = 0
         where = "seq > ?" + (" AND received_at <= ?" if until is not None else "")
         while True:
@@ -136,8 +137,9 @@ class Journal:
             )
             if not rows:
                 return
-            yield rows
             after = int(rows[-1]["seq"])
+            # Rows unpack as tuples of the REPLAYED columns (PostgreSQL's are dictionaries).
+            yield [tuple(row.values()) for row in rows] if isinstance(rows[0], dict) else rows
             pause()
 
     def count(self, query: Query) -> int:

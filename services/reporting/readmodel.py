@@ -15,18 +15,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from services.reporting.domain import Key, Row
-from shared.store import Sql
+from shared.schools import reference_schools
+from shared.store import SQLITE, Sql
 
 Query = Callable[..., list[Any]]
 
 # Raise when a table's definition or a rule changes: the service then rebuilds the read
 # models from the journal when it starts (or ``pumpurs migrate reporting`` does).
-READ_MODEL_VERSION = 1
+READ_MODEL_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,11 @@ class Table:
     name: str
     keys: tuple[str, ...]
     values: tuple[str, ...]
-    types: dict[str, str]
+    types: dict[str, str] = field(default_factory=dict)
     indexes: tuple[tuple[str, ...], ...] = ()
+    # On SQLite, store the rows in key order (WITHOUT ROWID): reports scan them by a
+    # prefix of the key, and count distinct pupils in key order without sorting.
+    clustered: bool = False
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -44,34 +48,66 @@ class Table:
 
 _T, _I = "TEXT", "BIGINT"
 
+
+def _integers(*names: str) -> dict[str, str]:
+    return dict.fromkeys(names, _I)
+
+
 TABLES: tuple[Table, ...] = (
     Table(
         "schools",
         ("school_id",),
         ("municipality", "kind", "owner", "grade_from", "grade_to"),
-        {"grade_from": _I, "grade_to": _I},
+        _integers("grade_from", "grade_to"),
     ),
-    Table("pupils", ("pupil_id",), ("school_id", "grade", "gender"), {"grade": _I}),
+    Table("pupils", ("pupil_id",), ("school_id", "grade", "gender", "profile"), _integers("grade")),
     Table(
         "signs",
-        ("pupil_id", "code", "observed_on"),
-        ("school_id", "risk_group", "resolved_on"),
-        {},
-        (("school_id",),),
+        ("pupil_id", "risk_group", "code", "observed_on"),
+        ("school_id", "resolved_on"),
+        clustered=True,
     ),
     Table(
         "plans",
         ("plan_id",),
         ("pupil_id", "school_id", "semester", "status", "supported", "previous_plan_id", "outcome"),
-        {"supported": _I},
-        (("semester", "school_id"),),
+        _integers("supported"),
+        (("pupil_id",), ("semester", "school_id")),
+    ),
+    Table(
+        "years",
+        ("school_year", "pupil_id"),
+        (
+            "profile",
+            "s1_school",
+            "s1_plan",
+            "s1_outcome",
+            "s2_school",
+            "s2_plan",
+            "s2_outcome",
+        ),
+        clustered=True,
+    ),
+    Table(
+        "plan_counts",
+        ("semester", "school_id", "status"),
+        ("plans", "continued"),
+        _integers("plans", "continued"),
+        clustered=True,
     ),
     Table(
         "hours",
         ("plan_id", "kind"),
         ("school_id", "semester", "hours", "cost_eur"),
-        {"hours": _I, "cost_eur": _I},
+        _integers("hours", "cost_eur"),
         (("semester", "school_id"),),
+    ),
+    Table(
+        "hour_sums",
+        ("semester", "school_id", "kind"),
+        ("hours", "cost_eur"),
+        _integers("hours", "cost_eur"),
+        clustered=True,
     ),
     Table(
         "provisions",
@@ -86,17 +122,33 @@ TABLES: tuple[Table, ...] = (
             "delivered_eur",
             "status",
         ),
-        {"planned_eur": _I, "committed_eur": _I, "delivered_eur": _I},
+        _integers("planned_eur", "committed_eur", "delivered_eur"),
         (("semester", "school_id"),),
+    ),
+    Table(
+        "material_sums",
+        ("semester", "school_id", "kind"),
+        ("planned_eur", "committed_eur", "delivered_eur"),
+        _integers("planned_eur", "committed_eur", "delivered_eur"),
+        clustered=True,
     ),
     Table(
         "budgets",
         ("school_id", "semester"),
         ("allocated_eur", "committed_eur", "spent_eur"),
-        {"allocated_eur": _I, "committed_eur": _I, "spent_eur": _I},
+        _integers("allocated_eur", "committed_eur", "spent_eur"),
     ),
 )
 BY_NAME = {table.name: table for table in TABLES}
+
+
+def school_kind(schools: Callable[[str], Row | None], school_id: str) -> str | None:
+    """A school's kind as registered, else as the reference data has it."""
+    registered = schools(school_id)
+    if registered is not None:
+        return str(registered[1])
+    known = reference_schools().get(school_id)
+    return known.kind if known else None
 
 
 class ReadModels:
@@ -114,15 +166,18 @@ class ReadModels:
         for table in TABLES:
             name = self[table.name]
             columns = ", ".join(f"{c} {table.types.get(c, _T)}" for c in table.columns)
+            clustered = " WITHOUT ROWID" if table.clustered and sql.dialect == SQLITE else ""
             sql.execute(
                 f"CREATE TABLE IF NOT EXISTS {name} ({columns}, "
-                f"PRIMARY KEY ({', '.join(table.keys)}))"
+                f"PRIMARY KEY ({', '.join(table.keys)})){clustered}"
             )
             for index in table.indexes:
                 sql.execute(
                     f"CREATE INDEX IF NOT EXISTS {name}_{'_'.join(index)} "
                     f"ON {name} ({', '.join(index)})"
                 )
+
+    def create_meta(self, sql: Sql) -> None:
         sql.execute(
             f"CREATE TABLE IF NOT EXISTS {self.meta} (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
         )
@@ -201,13 +256,24 @@ class SqlState:
             (*key, *row),
         )
 
-    def open_sign(self, pupil_id: str, code: str) -> str | None:
+    def open_sign(self, pupil_id: str, group: str, code: str) -> str | None:
         row = self.sql.execute(
             f"SELECT observed_on FROM {self.models['signs']} "
-            "WHERE pupil_id = ? AND code = ? AND resolved_on IS NULL",
-            (pupil_id, code),
+            "WHERE pupil_id = ? AND risk_group = ? AND code = ? AND resolved_on IS NULL",
+            (pupil_id, group, code),
         ).fetchone()
         return None if row is None else str(row["observed_on"])
+
+    def plans_of(self, pupil_id: str) -> list[tuple[Key, Row]]:
+        values = BY_NAME["plans"].values
+        rows = self.sql.execute(
+            f"SELECT plan_id, {', '.join(values)} FROM {self.models['plans']} WHERE pupil_id = ?",
+            (pupil_id,),
+        ).fetchall()
+        return [((row["plan_id"],), [row[c] for c in values]) for row in rows]
+
+    def school_kind(self, school_id: str) -> str | None:
+        return school_kind(lambda s: self.get("schools", (s,)), school_id)
 
 
 class MemoryState:
@@ -216,25 +282,32 @@ class MemoryState:
     def __init__(self) -> None:
         self.tables: dict[str, dict[Key, Row]] = {table.name: {} for table in TABLES}
         self._open: dict[tuple[str, str], str] = {}
+        self._plans_of: dict[str, list[Key]] = {}
 
     def get(self, name: str, key: Key) -> Row | None:
         return self.tables[name].get(key)
 
     def put(self, name: str, key: Key, row: Row) -> None:
-        self.tables[name][key] = row
-        if name == "signs":
-            pupil_id, code, observed_on = key
-            if row[2] is None:
+        table = self.tables[name]
+        if name == "plans" and key not in table:
+            self._plans_of.setdefault(row[0], []).append(key)
+        elif name == "signs":
+            pupil_id, _, code, observed_on = key
+            if row[1] is None:
                 self._open[(pupil_id, code)] = observed_on
             elif self._open.get((pupil_id, code)) == observed_on:
                 del self._open[(pupil_id, code)]
+        table[key] = row
 
-    def open_sign(self, pupil_id: str, code: str) -> str | None:
+    def open_sign(self, pupil_id: str, group: str, code: str) -> str | None:
         return self._open.get((pupil_id, code))
+
+    def plans_of(self, pupil_id: str) -> list[tuple[Key, Row]]:
+        plans = self.tables["plans"]
+        return [(key, plans[key]) for key in self._plans_of.get(pupil_id, ())]
+
+    def school_kind(self, school_id: str) -> str | None:
+        return school_kind(lambda s: self.get("schools", (s,)), school_id)
 
     def size(self) -> int:
         return sum(len(rows) for rows in self.tables.values())
-
-
-def rows_of(state: MemoryState, name: str) -> Iterable[tuple[Any, ...]]:
-    return ((*key, *row) for key, row in state.tables[name].items())

@@ -67,11 +67,8 @@ from services.reporting.domain import (
     PLAN_STATUSES,
     RISK_GROUPS,
     UNKNOWN,
-    below_25,
     decimal_text,
-    grade_band,
     hundredths,
-    isced_level,
 )
 from services.reporting.readmodel import ReadModels
 from shared.errors import InvalidInputError, NotFoundError
@@ -182,18 +179,7 @@ def scope_of(
 
 # -- the report ---------------------------------------------------------------------------------
 
-
-def supported(alias: str = "") -> str:
-    """Plans that count as support: fully approved at some time, and not deactivated."""
-    return f"{alias}supported = 1 AND {alias}status <> '{INACTIVE}'"
-
-
-def planned(alias: str = "") -> str:
-    """A provision's planned money; a cancelled one counts what it delivered."""
-    return (
-        f"CASE WHEN {alias}status = 'cancelled' THEN {alias}delivered_eur "
-        f"ELSE {alias}planned_eur END"
-    )
+Fragment = tuple[str, list[Any]]
 
 
 class EsfReport:
@@ -214,20 +200,46 @@ class EsfReport:
             period,
             scope,
         )
-        self.where = self.within()
-        self.params: list[Any] = list(period.semesters) + list(scope.school_ids or ())
+        self.school_year = period.semesters[0][:9]
+        self.terms = tuple(semester[-1] for semester in period.semesters)
 
-    def within(self, alias: str = "") -> str:
-        """The period and scope, on a table aliased ``alias`` (``"p."``); ``self.params``."""
-        where = f"{alias}semester IN ({', '.join('?' * len(self.period.semesters))})"
+    # -- filters ------------------------------------------------------------------------------
+    def within(self, alias: str = "") -> Fragment:
+        """Rows of the period's semesters and the scope's schools (``alias``: "p.")."""
+        marks = ", ".join("?" * len(self.period.semesters))
+        where, params = f"{alias}semester IN ({marks})", list(self.period.semesters)
         if self.scope.school_ids is not None:
-            marks = ", ".join("?" * len(self.scope.school_ids))
-            where += f" AND {alias}school_id IN ({marks})"
-        return where
+            where += f" AND {alias}school_id IN ({', '.join('?' * len(self.scope.school_ids))})"
+            params += list(self.scope.school_ids)
+        return where, params
 
-    def _kind(self, school_id: str | None) -> str | None:
-        school = self.schools.get(school_id or "")
-        return school.kind if school else None
+    def held(self, term: str) -> Fragment:
+        """A ``years`` row whose pupil had a supported plan in the scope that semester."""
+        column = f"s{term}_school"
+        if self.scope.school_ids is None:
+            return f"{column} IS NOT NULL", []
+        return f"{column} IN ({', '.join('?' * len(self.scope.school_ids))})", list(
+            self.scope.school_ids
+        )
+
+    def held_in_period(self) -> Fragment:
+        parts = [self.held(term) for term in self.terms]
+        where = f"school_year = ? AND ({' OR '.join(p[0] for p in parts)})"
+        return where, [self.school_year, *(x for p in parts for x in p[1])]
+
+    def holds(self, row: Any, term: str) -> bool:
+        school = row[f"s{term}_school"]
+        ids = self.scope.school_ids
+        return school is not None and (ids is None or school in ids)
+
+    def latest(self, column: str) -> Fragment:
+        """The pupil's latest ended supported plan's ``outcome`` (or ``plan``) in scope."""
+        cases, params = [], []
+        for term in reversed(self.terms):
+            where, values = self.held(term)
+            cases.append(f"WHEN {where} AND s{term}_outcome IS NOT NULL THEN s{term}_{column}")
+            params += values
+        return f"CASE {' '.join(cases)} END", params
 
     # -- the document ---------------------------------------------------------------------
     def document(self, as_of: str | None) -> dict[str, Any]:
@@ -235,16 +247,17 @@ class EsfReport:
         material = self.material_eur()
         by_school = self.supported_by_school()
         cost = hundredths(hours["cost_eur"]) + hundredths(material["delivered"]["total"])
+        statuses, continued = self.plans_by_status()
         return {
             "period": self.period.view(),
             "scope": self.scope.view(),
             "as_of": as_of,
             "indicators": {
-                "institutions_supported": sum(1 for n in by_school.values() if n),
+                "institutions_supported": len(by_school),
                 "pupils_at_risk": self.pupils_at_risk(),
                 "pupils_supported": {**self.pupils_supported(), "by_school": by_school},
-                "plans_by_status": self.plans_by_status(),
-                "plans_continued": self.plans_continued(),
+                "plans_by_status": statuses,
+                "plans_continued": continued,
                 "consultation_hours": hours,
                 "material_eur": material,
                 "total_cost_eur": decimal_text(cost),
@@ -254,36 +267,28 @@ class EsfReport:
 
     # -- pupils ----------------------------------------------------------------------------
     def pupils_supported(self) -> dict[str, Any]:
-        m = self.m
+        where, params = self.held_in_period()
         rows = self.q(
-            f"SELECT pu.school_id AS school_id, pu.grade AS grade, pu.gender AS gender, "
-            f"COUNT(*) AS n FROM (SELECT DISTINCT pupil_id FROM {m['plans']} "
-            f"WHERE {supported()} AND {self.where}) sp "
-            f"LEFT JOIN {m['pupils']} pu ON pu.pupil_id = sp.pupil_id "
-            "GROUP BY pu.school_id, pu.grade, pu.gender",
-            self.params,
+            f"SELECT profile, COUNT(*) AS n FROM {self.m['years']} WHERE {where} GROUP BY profile",
+            params,
         )
-        total = 0
         gender = dict.fromkeys(GENDERS, 0)
         isced = dict.fromkeys(ISCED_LEVELS, 0)
         isced_gender = {level: dict.fromkeys(GENDERS, 0) for level in ISCED_LEVELS}
         bands = dict.fromkeys(GRADE_BANDS, 0)
-        young = 0
-        young_gender = dict.fromkeys(GENDERS, 0)
+        young, young_gender = 0, dict.fromkeys(GENDERS, 0)
         for row in rows:
-            n, grade, kind = int(row["n"]), row["grade"], self._kind(row["school_id"])
-            g = row["gender"] or UNKNOWN
-            level, band = isced_level(grade, kind), grade_band(grade, kind)
-            total += n
+            n = int(row["n"])
+            g, level, band = row["profile"].split(" ")
             _add(gender, g, n)
             _add(isced, level, n)
             _add(isced_gender.setdefault(level, dict.fromkeys(GENDERS, 0)), g, n)
             _add(bands, band, n)
-            if below_25(grade):
+            if level != UNKNOWN:  # see domain.below_25: every pupil reporting knows
                 young += n
                 _add(young_gender, g, n)
         return {
-            "total": total,
+            "total": sum(gender.values()),
             "by_gender": gender,
             "by_isced": isced,
             "by_isced_gender": isced_gender,
@@ -293,14 +298,24 @@ class EsfReport:
         }
 
     def supported_by_school(self) -> dict[str, int]:
+        """Distinct pupils per school: a pupil kept at the same school both semesters once."""
+        parts, params = [], []
+        for term in self.terms:
+            where, values = self.held(term)
+            if term == "2" and "1" in self.terms:
+                where += " AND (s1_school IS NULL OR s1_school <> s2_school)"
+            parts.append(
+                f"SELECT s{term}_school AS school FROM {self.m['years']} "
+                f"WHERE school_year = ? AND {where}"
+            )
+            params += [self.school_year, *values]
         rows = self.q(
-            f"SELECT school_id, COUNT(DISTINCT pupil_id) AS n FROM {self.m['plans']} "
-            f"WHERE {supported()} AND {self.where} GROUP BY school_id",
-            self.params,
+            f"SELECT school, COUNT(*) AS n FROM ({' UNION ALL '.join(parts)}) t GROUP BY school",
+            params,
         )
-        return {row["school_id"]: int(row["n"]) for row in sorted(rows, key=_by("school_id"))}
+        return {row["school"]: int(row["n"]) for row in sorted(rows, key=_by("school"))}
 
-    def _open_signs(self) -> tuple[str, list[Any]]:
+    def _open_signs(self) -> Fragment:
         where = "observed_on <= ? AND (resolved_on IS NULL OR resolved_on >= ?)"
         params: list[Any] = [self.period.ends_on.isoformat(), self.period.starts_on.isoformat()]
         if self.scope.school_ids is not None:
@@ -313,8 +328,8 @@ class EsfReport:
         table = self.m["signs"]
         total = self.q(f"SELECT COUNT(DISTINCT pupil_id) AS n FROM {table} WHERE {where}", params)
         rows = self.q(
-            f"SELECT risk_group, COUNT(DISTINCT pupil_id) AS n FROM {table} WHERE {where} "
-            "GROUP BY risk_group",
+            f"SELECT risk_group, COUNT(*) AS n FROM (SELECT DISTINCT pupil_id, risk_group "
+            f"FROM {table} WHERE {where}) t GROUP BY risk_group",
             params,
         )
         groups = dict.fromkeys(RISK_GROUPS, 0)
@@ -323,30 +338,29 @@ class EsfReport:
         return {"total": int(total[0]["n"]), "by_group": groups}
 
     # -- plans ----------------------------------------------------------------------------
-    def plans_by_status(self) -> dict[str, int]:
+    def plans_by_status(self) -> tuple[dict[str, int], int]:
+        where, params = self.within()
         rows = self.q(
-            f"SELECT status, COUNT(*) AS n FROM {self.m['plans']} WHERE {self.where} "
-            "GROUP BY status",
-            self.params,
+            f"SELECT status, SUM(plans) AS n, SUM(continued) AS c FROM {self.m['plan_counts']} "
+            f"WHERE {where} GROUP BY status",
+            params,
         )
         statuses = dict.fromkeys(PLAN_STATUSES, 0)
+        continued = 0
         for row in rows:
             statuses[row["status"]] = int(row["n"])
-        return statuses
-
-    def plans_continued(self) -> int:
-        rows = self.q(
-            f"SELECT COUNT(*) AS n FROM {self.m['plans']} WHERE {self.where} "
-            f"AND previous_plan_id IS NOT NULL AND status <> '{INACTIVE}'",
-            self.params,
-        )
-        return int(rows[0]["n"])
+            if row["status"] != INACTIVE:
+                continued += int(row["c"])
+        return statuses, continued
 
     def result(self) -> dict[str, Any]:
+        outcome, outcome_params = self.latest("outcome")
+        where, params = self.held_in_period()
         rows = self.q(
-            f"SELECT outcome, COUNT(*) AS n FROM ({self._latest_outcomes()}) latest "
-            "WHERE rn = 1 GROUP BY outcome",
-            self.params,
+            f"SELECT outcome, COUNT(*) AS n FROM (SELECT {outcome} AS outcome "
+            f"FROM {self.m['years']} WHERE {where}) t "
+            "WHERE outcome IS NOT NULL GROUP BY outcome",
+            outcome_params + params,
         )
         outcomes = {row["outcome"]: int(row["n"]) for row in rows}
         continued = sum(outcomes.get(o, 0) for o in CONTINUED_OUTCOMES)
@@ -354,19 +368,13 @@ class EsfReport:
         share = round(continued / (continued + left), 4) if continued + left else None
         return {"continued": continued, "left": left, "share": share}
 
-    def _latest_outcomes(self) -> str:
-        return (
-            "SELECT pupil_id, plan_id, outcome, ROW_NUMBER() OVER "
-            "(PARTITION BY pupil_id ORDER BY semester DESC, plan_id DESC) AS rn "
-            f"FROM {self.m['plans']} WHERE {supported()} AND outcome IS NOT NULL AND {self.where}"
-        )
-
     # -- support delivered -------------------------------------------------------------------
     def consultation_hours(self) -> dict[str, Any]:
+        where, params = self.within()
         rows = self.q(
-            f"SELECT kind, SUM(hours) AS hours, SUM(cost_eur) AS cost FROM {self.m['hours']} "
-            f"WHERE {self.where} GROUP BY kind",
-            self.params,
+            f"SELECT kind, SUM(hours) AS hours, SUM(cost_eur) AS cost "
+            f"FROM {self.m['hour_sums']} WHERE {where} GROUP BY kind",
+            params,
         )
         by_kind = dict.fromkeys(CONSULTATION_KINDS, 0)
         cost = 0
@@ -380,11 +388,12 @@ class EsfReport:
         }
 
     def material_eur(self) -> dict[str, Any]:
+        where, params = self.within()
         rows = self.q(
-            f"SELECT kind, SUM({planned()}) AS planned, SUM(committed_eur) AS committed, "
-            f"SUM(delivered_eur) AS delivered FROM {self.m['provisions']} "
-            f"WHERE {self.where} GROUP BY kind",
-            self.params,
+            "SELECT kind, SUM(planned_eur) AS planned, SUM(committed_eur) AS committed, "
+            f"SUM(delivered_eur) AS delivered FROM {self.m['material_sums']} "
+            f"WHERE {where} GROUP BY kind",
+            params,
         )
         sums = {a: dict.fromkeys(MATERIAL_KINDS, 0) for a in ("planned", "committed", "delivered")}
         for row in rows:
@@ -397,6 +406,14 @@ class EsfReport:
             }
             for amount, by_kind in sums.items()
         }
+
+
+def planned(alias: str = "") -> str:
+    """A provision's planned money; a cancelled one counts what it delivered."""
+    return (
+        f"CASE WHEN {alias}status = 'cancelled' THEN {alias}delivered_eur "
+        f"ELSE {alias}planned_eur END"
+    )
 
 
 def _add(counts: dict[str, int], key: str, n: int) -> None:
@@ -440,7 +457,8 @@ def figure(indicators: Mapping[str, Any], indicator: str) -> Any:
 
 
 class Explainer:
-    """The pupil and plan ids behind one figure of an EsfReport."""
+    """The pupil and plan ids behind one figure of an EsfReport (read from the detail rows,
+    so an auditor sees the same figure arrived at another way)."""
 
     def __init__(self, report: EsfReport) -> None:
         self.r = report
@@ -456,92 +474,86 @@ class Explainer:
         explanation: Explanation = handler(rest)
         return explanation
 
-    def _rows(self, statement: str, params: list[Any] | None = None) -> list[Any]:
-        return self.r.q(statement, self.r.params if params is None else params)
-
     def _plans(self, rows: list[Any]) -> Explanation:
         return Explanation(
             {r["pupil_id"] for r in rows if r["pupil_id"]}, {r["plan_id"] for r in rows}
         )
 
-    def _institutions_supported(self, rest: list[str]) -> Explanation:
-        rows = self._rows(
-            f"SELECT pupil_id, plan_id, school_id FROM {self.r.m['plans']} "
-            f"WHERE {supported()} AND {self.r.where}"
+    def _held(self) -> list[tuple[Any, list[tuple[str, str]]]]:
+        """Each supported pupil's row and the (school, plan) of each semester it counts."""
+        where, params = self.r.held_in_period()
+        rows = self.r.q(
+            "SELECT pupil_id, profile, s1_school, s1_plan, s2_school, s2_plan "
+            f"FROM {self.r.m['years']} WHERE {where}",
+            params,
         )
-        found = self._plans(rows)
-        found.school_ids = {r["school_id"] for r in rows}
+        return [
+            (
+                row,
+                [
+                    (row[f"s{t}_school"], row[f"s{t}_plan"])
+                    for t in self.r.terms
+                    if self.r.holds(row, t)
+                ],
+            )
+            for row in rows
+        ]
+
+    def _institutions_supported(self, rest: list[str]) -> Explanation:
+        found = Explanation(set(), set(), set())
+        for row, held in self._held():
+            found.pupil_ids.add(row["pupil_id"])
+            found.plan_ids.update(plan for _, plan in held)
+            found.school_ids.update(school for school, _ in held)  # type: ignore[union-attr]
         return found
 
     def _pupils_supported(self, rest: list[str]) -> Explanation:
-        m, r = self.r.m, self.r
-        rows = self._rows(
-            f"SELECT p.pupil_id AS pupil_id, p.plan_id AS plan_id, p.school_id AS plan_school, "
-            f"pu.school_id AS school_id, pu.grade AS grade, pu.gender AS gender "
-            f"FROM {m['plans']} p LEFT JOIN {m['pupils']} pu ON pu.pupil_id = p.pupil_id "
-            f"WHERE {supported('p.')} AND {r.within('p.')}"
-        )
-        return self._plans([row for row in rows if self._in_category(row, rest)])
-
-    def _in_category(self, row: Any, rest: list[str]) -> bool:
-        if not rest:
-            return True
-        grade, kind = row["grade"], self.r._kind(row["school_id"])
-        gender = row["gender"] or UNKNOWN
-        what, *value = rest
-        key = ".".join(value)
-        if what == "by_gender":
-            return gender == key
-        if what == "by_isced":
-            return isced_level(grade, kind) == key
-        if what == "by_isced_gender":
-            level, _, g = key.partition(".")
-            return isced_level(grade, kind) == level and (not g or gender == g)
-        if what == "by_grade_band":
-            return grade_band(grade, kind) == key
-        if what == "below_25":
-            return below_25(grade)
-        if what == "below_25_by_gender":
-            return below_25(grade) and gender == key
-        if what == "by_school":
-            return bool(row["plan_school"] == key)
-        return what == "total"
+        found = Explanation(set(), set())
+        for row, held in self._held():
+            if rest[:1] == ["by_school"]:
+                held = [(school, plan) for school, plan in held if school == ".".join(rest[1:])]
+            elif not _in_category(row["profile"], rest):
+                held = []
+            if held:
+                found.pupil_ids.add(row["pupil_id"])
+                found.plan_ids.update(plan for _, plan in held)
+        return found
 
     def _pupils_at_risk(self, rest: list[str]) -> Explanation:
         where, params = self.r._open_signs()
         if rest[:1] == ["by_group"] and len(rest) == 2:
             where += " AND risk_group = ?"
             params = [*params, rest[1]]
-        rows = self._rows(
-            f"SELECT DISTINCT pupil_id FROM {self.r.m['signs']} WHERE {where}", params
-        )
+        rows = self.r.q(f"SELECT DISTINCT pupil_id FROM {self.r.m['signs']} WHERE {where}", params)
         return Explanation({row["pupil_id"] for row in rows}, set())
 
     def _plans_by_status(self, rest: list[str]) -> Explanation:
-        where, params = self.r.where, list(self.r.params)
+        where, params = self.r.within()
         if rest:
             where += " AND status = ?"
             params.append(rest[0])
         return self._plans(
-            self._rows(f"SELECT pupil_id, plan_id FROM {self.r.m['plans']} WHERE {where}", params)
+            self.r.q(f"SELECT pupil_id, plan_id FROM {self.r.m['plans']} WHERE {where}", params)
         )
 
     def _plans_continued(self, rest: list[str]) -> Explanation:
+        where, params = self.r.within()
         return self._plans(
-            self._rows(
-                f"SELECT pupil_id, plan_id FROM {self.r.m['plans']} WHERE {self.r.where} "
-                f"AND previous_plan_id IS NOT NULL AND status <> '{INACTIVE}'"
+            self.r.q(
+                f"SELECT pupil_id, plan_id FROM {self.r.m['plans']} WHERE {where} "
+                f"AND previous_plan_id IS NOT NULL AND status <> '{INACTIVE}'",
+                params,
             )
         )
 
     def _consultation_hours(self, rest: list[str]) -> Explanation:
-        where, params = self.r.within("h."), list(self.r.params)
+        where, params = self.r.within("h.")
         if rest[:1] == ["by_kind"] and len(rest) == 2:
             where += " AND h.kind = ?"
             params.append(rest[1])
         return self._plans(
-            self._rows(
-                f"SELECT DISTINCT p.pupil_id AS pupil_id, h.plan_id AS plan_id "
+            self.r.q(
+                "SELECT DISTINCT p.pupil_id AS pupil_id, h.plan_id AS plan_id "
                 f"FROM {self.r.m['hours']} h LEFT JOIN {self.r.m['plans']} p "
                 f"ON p.plan_id = h.plan_id WHERE {where} AND h.hours <> 0",
                 params,
@@ -549,23 +561,22 @@ class Explainer:
         )
 
     def _material_eur(self, rest: list[str]) -> Explanation:
-        amount = rest[0] if rest else None
         column = {
             "planned": planned("v."),
             "committed": "v.committed_eur",
             "delivered": "v.delivered_eur",
         }
-        where, params = self.r.within("v."), list(self.r.params)
-        if amount is not None:
-            where += f" AND ({column[amount]}) <> 0"
+        where, params = self.r.within("v.")
+        if rest:
+            where += f" AND ({column[rest[0]]}) <> 0"
         else:
             where += " AND (v.planned_eur <> 0 OR v.committed_eur <> 0 OR v.delivered_eur <> 0)"
         if len(rest) == 2 and rest[1] != "total":
             where += " AND v.kind = ?"
             params.append(rest[1])
         return self._plans(
-            self._rows(
-                f"SELECT DISTINCT p.pupil_id AS pupil_id, v.plan_id AS plan_id "
+            self.r.q(
+                "SELECT DISTINCT p.pupil_id AS pupil_id, v.plan_id AS plan_id "
                 f"FROM {self.r.m['provisions']} v LEFT JOIN {self.r.m['plans']} p "
                 f"ON p.plan_id = v.plan_id WHERE {where}",
                 params,
@@ -578,12 +589,32 @@ class Explainer:
         return Explanation(hours.pupil_ids | material.pupil_ids, hours.plan_ids | material.plan_ids)
 
     def _result(self, rest: list[str]) -> Explanation:
-        outcomes = {
-            "continued": CONTINUED_OUTCOMES,
-            "left": LEFT_OUTCOMES,
-        }.get(rest[0] if rest else "", CONTINUED_OUTCOMES + LEFT_OUTCOMES)
-        rows = self._rows(
-            f"SELECT pupil_id, plan_id, outcome FROM ({self.r._latest_outcomes()}) latest "
-            "WHERE rn = 1"
+        outcomes = {"continued": CONTINUED_OUTCOMES, "left": LEFT_OUTCOMES}.get(
+            rest[0] if rest else "", CONTINUED_OUTCOMES + LEFT_OUTCOMES
+        )
+        outcome, outcome_params = self.r.latest("outcome")
+        plan, plan_params = self.r.latest("plan")
+        where, params = self.r.held_in_period()
+        rows = self.r.q(
+            f"SELECT pupil_id, {plan} AS plan_id, {outcome} AS outcome "
+            f"FROM {self.r.m['years']} WHERE {where}",
+            plan_params + outcome_params + params,
         )
         return self._plans([row for row in rows if row["outcome"] in outcomes])
+
+
+def _in_category(profile: str, rest: list[str]) -> bool:
+    """Whether a pupil's profile (``"F 2 7-9"``) falls under a breakdown's key."""
+    gender, level, band = profile.split(" ")
+    what, *value = rest or ["total"]
+    key = ".".join(value)
+    known = level != UNKNOWN
+    return {
+        "total": True,
+        "by_gender": gender == key,
+        "by_isced": level == key,
+        "by_isced_gender": key in (level, f"{level}.{gender}"),
+        "by_grade_band": band == key,
+        "below_25": known,
+        "below_25_by_gender": known and gender == key,
+    }.get(what, False)
