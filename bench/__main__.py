@@ -4,6 +4,8 @@
 2. commands   identification's command path over HTTP vs a commit-then-dispatch nameko
               peer (and a do-nothing nameko endpoint as the ceiling)
 3. e2e        a pupil flagged in identification until planning's read model shows it
+4. reporting  rebuild of reporting's read models vs a bare scan of its journal; the ESF
+              report over national-scale data; the rebuild's peak memory (bench/reporting.py)
 
 Prints a table and writes var/bench/results.json. Needs RabbitMQ (AMQP_URI and
 PUMPURS_RABBITMQ_API, as written by scripts/rabbitmq.sh) and, for --store postgres,
@@ -53,8 +55,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--only",
-        default="relay,commands,e2e",
-        help="comma-separated subset of relay,commands,e2e",
+        default="relay,commands,e2e,reporting",
+        help="comma-separated subset of relay,commands,e2e,reporting",
     )
     p.add_argument("--events", type=int, help="relay backlog (default 50000, quick 10000)")
     p.add_argument("--out", default=str(OUT_DIR / "results.json"))
@@ -75,6 +77,8 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "rounds": 2 if quick else 4,
         "e2e_phases": [(100.0, 6.0 if quick else 20.0), (20.0, 5.0 if quick else 10.0)],
         "e2e_poll_seconds": 0.001,
+        "reporting_plans": 10_000 if quick else 100_000,
+        "reporting_rounds": 1 if quick else 2,
     }
 
 
@@ -241,6 +245,9 @@ def table(results: dict[str, Any]) -> str:
                     "",
                 )
             )
+    from bench.reporting import table_rows
+
+    rows += table_rows(results.get("reporting", []))
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
     line = "  ".join("-" * w for w in widths)
     out = ["  ".join(str(v).ljust(w) for v, w in zip(head, widths, strict=True)), line]
@@ -272,6 +279,8 @@ Method
   at_risk = 1 (the table GET /pupils-at-risk reads; written in the inbox transaction). Latency
   = first sighting - scheduled send time (and - the command's answer). All services, the
   broker, the database and the load generator share this machine's CPUs.
+4 reporting: see bench/reporting.py (data generated straight into a reporting store; scan and
+  rebuild each in a fresh child process, rounds alternating their order; the report in this one).
 "other work": cores busy during the measurement with processes that are not part of it
   (machine busy - services, broker and this client): above 0.3 the numbers are NOISY.
 """
@@ -281,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     cfg = settings(args)
     wanted = {x.strip() for x in args.only.split(",") if x.strip()}
-    unknown = wanted - {"relay", "commands", "e2e"}
+    unknown = wanted - {"relay", "commands", "e2e", "reporting"}
     if unknown:
         print(f"unknown measurement(s): {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
@@ -360,6 +369,20 @@ def main(argv: list[str] | None = None) -> int:
                         )
                     except Exception as exc:
                         failures.append(f"e2e [{store}]: {type(exc).__name__}: {exc}")
+                        log(failures[-1])
+            if "reporting" in wanted:
+                from bench import reporting
+
+                results["reporting"] = []
+                for store in stores:
+                    try:
+                        results["reporting"].append(
+                            reporting.run(
+                                store, cfg["reporting_plans"], workdir, cfg["reporting_rounds"]
+                            )
+                        )
+                    except Exception as exc:
+                        failures.append(f"reporting [{store}]: {type(exc).__name__}: {exc}")
                         log(failures[-1])
     except KeyboardInterrupt:
         failures.append("interrupted")
