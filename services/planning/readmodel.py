@@ -149,6 +149,8 @@ class PupilsReadModel:
         clauses: list[str] = []
         params: list[object] = []
         if school_ids is not None:
+            if not school_ids:
+                return []  # PostgreSQL refuses "IN ()": no school in the tenant, no pupil
             clauses.append(f"school_id IN ({','.join('?' * len(school_ids))})")
             params.extend(school_ids)
         if at_risk is not None:
