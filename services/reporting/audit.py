@@ -173,6 +173,7 @@ class Witness(DependencyProvider):
     def start(self) -> None:
         self.app = store_of(self.container).app
         self.checkpoints = CheckpointLog(self.app)
+        self.checkpoints.create_table()
 
     def get_dependency(self, worker_ctx: Any) -> AuditDesk:
         return AuditDesk(self, self.app, self.checkpoints)

@@ -11,7 +11,7 @@ from uuid import uuid4
 
 import pytest
 
-from shared.testing import Client, running
+from shared.testing import Client, running, wait_until
 from tests.integration.test_audit_tamper import cut_tail, flip_a_byte
 from tests.integration.test_planning_service import (
     OTHER_SCHOOL,
@@ -30,6 +30,7 @@ SERVICES = ("identification", "planning", "provisioning", "reporting")
 @pytest.fixture
 def system_up(system: Any) -> Iterator[dict[str, Any]]:
     processes = {name: system.service(name) for name in SERVICES}
+    processes["reporting"] = system.service("reporting", PUMPURS_AUDIT_CHECKPOINT_INTERVAL="1")
     with running(*processes.values()):
         tokens = {
             "teacher": system.token("teacher", school=SCHOOL),
@@ -68,7 +69,22 @@ def test_an_auditor_reads_a_plan_history_and_past_state_and_finds_tampering(
     # One running system for both (four services take a while to start and stop).
     plan_id = a_plan_with_history(system_up)
     check_plan_audit(system_up, plan_id)
+    check_checkpoints_are_kept_on_a_timer(system_up)
     check_verification(system_up)
+
+
+def check_checkpoints_are_kept_on_a_timer(s: dict[str, Any]) -> None:
+    """Reporting signs each chain's head on its own (here every second), no request needed."""
+
+    def planning_head_signed() -> bool:
+        rows = s["stores"].query(
+            "reporting",
+            "SELECT MAX(position) AS head FROM reporting_audit_checkpoints WHERE service = ?",
+            ("planning",),
+        )
+        return rows[0]["head"] == 4
+
+    wait_until(planning_head_signed, timeout=20, interval=0.5)
 
 
 def check_plan_audit(s: dict[str, Any], plan_id: str) -> None:
