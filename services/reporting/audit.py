@@ -161,7 +161,7 @@ class Witness(DependencyProvider):
     def setup(self) -> None:
         config = {k: str(v) for k, v in self.container.config.items() if isinstance(v, str)}
         environ = {**os.environ, **config}
-        self.timeout = float(environ.get("PUMPURS_AUDIT_RPC_TIMEOUT", "60"))
+        self.timeout = float(environ.get("PUMPURS_AUDIT_RPC_TIMEOUT", "300"))
         self.key: Ed25519PrivateKey | None
         try:
             self.key = signing_key(environ)
