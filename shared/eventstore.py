@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from eventsourcing.persistence import IntegrityError, ProgrammingError
 from nameko.extensions import DependencyProvider
 
 from shared.audit import adopt_unchained, verify_store
@@ -35,21 +37,40 @@ class EventStore(DependencyProvider):
         config = self.container.config
         service = self.container.service_name
         environ = {**os.environ, **{k: str(v) for k, v in config.items() if isinstance(v, str)}}
-        data_dir = environ.get("PUMPURS_DATA_DIR", "var/data")
-        self.app = self.application(store_env(service, data_dir, environ))
-        guard_stored_events(self.app)
-        adopt_unchained(self.app)
-        self.relay = Relay(
-            self.app,
-            config["AMQP_URI"],
-            metrics=metrics_for(self.container),
-            batch_size=int(config.get("RELAY_BATCH_SIZE", 500)),
-            poll_interval=float(config.get("RELAY_POLL_INTERVAL", 0.2)),
-            lease=lease_for(self.app),
-        )
-        self.relay.create_table()
+        env = store_env(service, environ.get("PUMPURS_DATA_DIR", "var/data"), environ)
+        # Replicas starting together on a fresh PostgreSQL database race to create the
+        # same tables: IF NOT EXISTS does not spare the loser a duplicate-type error, but
+        # its second try finds them made.
+        for attempt in range(1, 6):
+            try:
+                self._open(env)
+                return
+            except (IntegrityError, ProgrammingError):  # "already exists", in either guise
+                if attempt == 5:
+                    raise
+                log.info("%s's tables are being created by another process; retrying", service)
+                time.sleep(0.2 * attempt)
+
+    def _open(self, env: Mapping[str, str]) -> None:
+        config = self.container.config
+        self.app = self.application(env)
+        try:
+            guard_stored_events(self.app)
+            adopt_unchained(self.app)
+            self.relay = Relay(
+                self.app,
+                config["AMQP_URI"],
+                metrics=metrics_for(self.container),
+                batch_size=int(config.get("RELAY_BATCH_SIZE", 500)),
+                poll_interval=float(config.get("RELAY_POLL_INTERVAL", 0.2)),
+                lease=lease_for(self.app),
+            )
+            self.relay.create_table()
+            self.idempotency = IdempotencyStore(self.app)
+        except Exception:
+            self.app.close()
+            raise
         self.app.on_saved(self.relay.wake)
-        self.idempotency = IdempotencyStore(self.app)
 
     def start(self) -> None:
         self.container.spawn_managed_thread(self.relay.run, identifier="outbox.relay")

@@ -9,6 +9,10 @@ the stream. So the relay first takes a lease and checks it before each batch:
   while another replica's relay takes the lock over;
 - SQLite: an exclusive ``flock`` on a file beside the database, which only
   matters when someone starts a second process on the same file.
+
+On PostgreSQL the holder also LISTENs on the service's channel, which a trigger on
+the events table notifies at every commit (see ``Relay.create_table``): events
+saved through any replica wake the one relay that publishes.
 """
 
 from __future__ import annotations
@@ -35,6 +39,10 @@ class Lease(Protocol):
 
     def release(self) -> None: ...
 
+    def wait_for_saves(self, timeout: float) -> bool:
+        """Block until a save is notified or ``timeout``; False if this lease cannot tell
+        (the relay then waits for its own process's saves instead)."""
+
 
 class AlwaysHeld:
     """An in-memory store belongs to one process."""
@@ -47,6 +55,9 @@ class AlwaysHeld:
 
     def release(self) -> None:
         return None
+
+    def wait_for_saves(self, timeout: float) -> bool:
+        return False
 
 
 class FileLease:
@@ -74,11 +85,15 @@ class FileLease:
         if handle is not None:
             handle.close()  # closing drops the flock
 
+    def wait_for_saves(self, timeout: float) -> bool:
+        return False
+
 
 class PostgresLease:
-    def __init__(self, connect: Any, key: str) -> None:
+    def __init__(self, connect: Any, key: str, channel: str) -> None:
         self._connect = connect
         self._key = zlib.crc32(key.encode())  # advisory locks take a number
+        self._channel = channel
         self._connection: Any = None  # kept while standing by, so retries are one query
         self._holding = False
 
@@ -95,6 +110,8 @@ class PostgresLease:
             self.release()
             raise
         self._holding = bool(row and row["granted"])
+        if self._holding:
+            self._connection.execute(f"LISTEN {self._channel}")
         return self._holding
 
     def held(self) -> bool:
@@ -114,6 +131,21 @@ class PostgresLease:
             with contextlib.suppress(Exception):
                 connection.close()
 
+    def wait_for_saves(self, timeout: float) -> bool:
+        if not self._holding:
+            return False
+        try:
+            for _ in self._connection.notifies(timeout=timeout, stop_after=1):
+                pass
+        except Exception as exc:  # the next held() finds out and stands down
+            log.info("relay lease connection failed while waiting (%s)", type(exc).__name__)
+        return True
+
+
+def saved_channel(app: ServiceApplication) -> str:
+    """The PostgreSQL notification channel a commit of new events signals on."""
+    return f"{app.table_prefix}events_saved"
+
 
 def lease_for(app: ServiceApplication) -> Lease:
     if app.dialect == POSTGRES:
@@ -124,7 +156,7 @@ def lease_for(app: ServiceApplication) -> Lease:
         def connect() -> Any:
             return psycopg.connect(**kwargs, autocommit=True)
 
-        return PostgresLease(connect, f"pumpurs-relay:{app.name}")
+        return PostgresLease(connect, f"pumpurs-relay:{app.name}", saved_channel(app))
     database = app.env.get("SQLITE_DBNAME", ":memory:")
     if database == ":memory:" or "mode=memory" in database:
         return AlwaysHeld()

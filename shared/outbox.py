@@ -24,9 +24,9 @@ from kombu import Connection
 
 from shared.contracts import Envelope, registry
 from shared.frames import Outgoing, publish_frames
-from shared.lease import AlwaysHeld, Lease
+from shared.lease import AlwaysHeld, Lease, saved_channel
 from shared.metrics import Metrics
-from shared.store import ServiceApplication
+from shared.store import POSTGRES, ServiceApplication
 from shared.topology import EVENTS_EXCHANGE
 
 log = logging.getLogger(__name__)
@@ -168,6 +168,16 @@ class ConfirmingPublisher:
             raise PublishNotConfirmedError("broker refused part of the batch")
 
 
+# Delivered at commit, once per transaction and channel however many rows it inserted.
+_PG_NOTIFY_FUNCTION = """
+CREATE OR REPLACE FUNCTION {channel}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_notify('{channel}', '');
+  RETURN NULL;
+END $$
+"""
+
+
 class Relay:
     """One service's outbox relay; ``run`` is its loop, ``wake`` nudges it after a save.
 
@@ -204,11 +214,22 @@ class Relay:
 
     # -- position ------------------------------------------------------------
     def create_table(self) -> None:
+        """The position table; on PostgreSQL also the trigger that tells the relay of saves."""
+        postgres = self.app.dialect == POSTGRES
         with self.app.transaction() as sql:
+            if postgres:  # replicas starting together would race for the same DDL
+                sql.execute("SELECT pg_advisory_xact_lock(hashtext('pumpurs-ddl'))")
             sql.execute(
                 f"CREATE TABLE IF NOT EXISTS {self._table} "
                 "(relay TEXT PRIMARY KEY, position BIGINT NOT NULL)"
             )
+            if postgres:
+                channel, events = saved_channel(self.app), self.app.events_table
+                sql.execute(_PG_NOTIFY_FUNCTION.format(channel=channel))
+                sql.execute(
+                    f"CREATE OR REPLACE TRIGGER {events}_saved AFTER INSERT ON {events} "
+                    f"FOR EACH STATEMENT EXECUTE FUNCTION {channel}()"
+                )
 
     def position(self) -> int:
         """The recorded position (what a restarted relay continues from)."""
@@ -305,7 +326,8 @@ class Relay:
                 time.sleep(0)  # let request handlers run between batches
                 continue
             self._check_broker()
-            self._wake.wait(self.poll_interval)
+            if not self.lease.wait_for_saves(self.poll_interval):
+                self._wake.wait(self.poll_interval)
         self.publisher.close()
         self.lease.release()
 
