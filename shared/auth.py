@@ -99,9 +99,20 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
     return Principal(str(claims["sub"]), role, school, municipality)
 
 
+def load_public_keys(pem: bytes) -> list[Any]:
+    """Every public key in a PEM text: during a key rotation it holds the old and the new."""
+    marker = b"-----BEGIN PUBLIC KEY-----"
+    blocks = [marker + block for block in pem.split(marker)[1:]]
+    if not blocks:
+        raise ValueError("no PEM public key in the token verification key")
+    return [serialization.load_pem_public_key(block) for block in blocks]
+
+
 class TokenVerifier:
+    """Verifies tokens against one or more public keys (more than one while rotating)."""
+
     def __init__(self, public_key_pem: bytes, leeway: int = 10, remember: int = 4096) -> None:
-        self._key = serialization.load_pem_public_key(public_key_pem)
+        self._keys = load_public_keys(public_key_pem)
         self._leeway = leeway
         # Tokens whose signature and claims were verified: token -> (principal, exp). A hit
         # still checks the expiry; any other byte of the token makes it a different key.
@@ -124,10 +135,19 @@ class TokenVerifier:
         return principal
 
     def _decode(self, token: str) -> tuple[Principal, float]:
+        for key in self._keys[:-1]:
+            try:
+                return self._decode_with(token, key)
+            except AuthenticationError as exc:
+                if not isinstance(exc.__cause__, jwt.InvalidSignatureError):
+                    raise  # only a signature can be another key's
+        return self._decode_with(token, self._keys[-1])
+
+    def _decode_with(self, token: str, key: Any) -> tuple[Principal, float]:
         try:
             claims = jwt.decode(
                 token,
-                self._key,  # type: ignore[arg-type]
+                key,
                 algorithms=[ALGORITHM],
                 audience=AUDIENCE,
                 issuer=ISSUER,
@@ -136,6 +156,8 @@ class TokenVerifier:
             )
         except jwt.ExpiredSignatureError:
             raise AuthenticationError("the token has expired") from None
+        except jwt.InvalidSignatureError as exc:
+            raise AuthenticationError("the token is not valid (InvalidSignatureError)") from exc
         except jwt.InvalidTokenError as exc:
             raise AuthenticationError(f"the token is not valid ({type(exc).__name__})") from None
         return principal_from_claims(claims), float(claims["exp"])
@@ -183,7 +205,11 @@ def generated_private_key(path: Path) -> Ed25519PrivateKey:
 
 
 def public_key_pem(environ: Mapping[str, str] | None = None) -> bytes:
-    """The verification key: PUMPURS_JWT_PUBLIC_KEY(_FILE), or the development key's."""
+    """The verification key(s): PUMPURS_JWT_PUBLIC_KEY(_FILE), or the development key's.
+
+    The value may hold several PEM public keys: a token signed by any of them is accepted
+    (rotation: add the new key, switch the signer, drop the old key once its tokens expire).
+    """
     environ = os.environ if environ is None else environ
     if environ.get("PUMPURS_JWT_PUBLIC_KEY"):
         return environ["PUMPURS_JWT_PUBLIC_KEY"].encode()

@@ -116,3 +116,24 @@ def test_tenants(environ: dict[str, str], verifier: TokenVerifier) -> None:
     assert not principal("operator").sees_school("daugavpils-12-vsk")
     with pytest.raises(ForbiddenError):
         teacher.require("director")
+
+
+def test_while_rotating_a_token_of_either_key_verifies_and_no_other(
+    tmp_path: Path, environ: dict[str, str]
+) -> None:
+    old, new = {"PUMPURS_KEYS_DIR": str(tmp_path / "old")}, environ
+    outsider = {"PUMPURS_KEYS_DIR": str(tmp_path / "outsider")}
+    rotating = TokenVerifier(public_key_pem(old) + public_key_pem(new))
+    for keys in (old, new):
+        token = mint_token("auditor", sub="ieva", environ=keys)
+        assert rotating.verify(bearer(token)).sub == "ieva"
+    with pytest.raises(AuthenticationError, match="InvalidSignatureError"):
+        rotating.verify(bearer(mint_token("auditor", sub="x", environ=outsider)))
+    expired = mint_token("auditor", sub="late", ttl_seconds=-60, environ=old)
+    with pytest.raises(AuthenticationError, match="expired"):
+        rotating.verify(bearer(expired))
+
+
+def test_a_verification_key_setting_without_a_key_is_refused() -> None:
+    with pytest.raises(ValueError, match="no PEM public key"):
+        TokenVerifier(b"not a key")
