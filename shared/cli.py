@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "demo.cli",
     "shared.audit_cli",
     "services.reporting.cli",
+    "services.identification.cli",
 )
 
 SERVICES = {

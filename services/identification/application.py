@@ -32,7 +32,13 @@ from services.identification.importer import ImportReport, JournalImport
 from services.identification.journal import Semester
 from services.identification.readmodels import PupilsList, SchoolDirectory
 from services.identification.vault import Vault, checkpoint
-from services.identification.views import EVIDENCE, REASON, pupil_view, seal_personal_data
+from services.identification.views import (
+    EVIDENCE,
+    REASON,
+    personal_code_of,
+    pupil_view,
+    seal_personal_data,
+)
 from shared.errors import ConflictError, InvalidInputError, NotFoundError
 from shared.idempotency import IdempotencyStore
 from shared.schools import School as SchoolInfo
@@ -251,6 +257,25 @@ class IdentificationApplication(ServiceApplication):
         # A kept answer naming the pupil was keyed by a hash of a request that held
         # the pupil's personal data: that hash must go too.
         self.idempotency.forget(sql, str(pupil.id))
+
+    # -- master key rotation ----------------------------------------------------------------------
+    def rotate_master_key(self, new_master: bytes) -> int:
+        """Re-wrap every pupil's key and re-key the code index under ``new_master``, in one
+        transaction; the number of pupils. Run with the service stopped (it holds the old key)."""
+        new = KeyRing(new_master)
+        rows = [
+            self._rekeyed(pupil_id, wrapped, new)
+            for pupil_id, wrapped in self.vault.all_wrapped(self.query)
+        ]
+        with self.transaction() as sql:
+            self.vault.rekey(sql, rows)
+        self.keyring = new
+        return len(rows)
+
+    def _rekeyed(self, pupil_id: UUID, wrapped: str, new: KeyRing) -> tuple[UUID, str, str]:
+        key = self.keyring.unwrap(pupil_id, wrapped)
+        code = personal_code_of(self.get_pupil(pupil_id), key)
+        return pupil_id, new.wrap(key), new.code_digest(code)
 
     def fold_deleted_pages(self) -> None:
         """SQLite: fold the WAL (which still holds old page images) into the file."""

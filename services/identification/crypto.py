@@ -43,7 +43,7 @@ def _derive(master: bytes, purpose: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(master)
 
 
-def _decode_key(value: str, where: str) -> bytes:
+def decode_key(value: str, where: str) -> bytes:
     try:
         key = base64.b64decode(value.strip(), validate=True)
     except (binascii.Error, ValueError):
@@ -60,17 +60,17 @@ def _development_master_key(environ: Mapping[str, str]) -> bytes:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:  # another process made it first
-            return _decode_key(path.read_text(), str(path))
+            return decode_key(path.read_text(), str(path))
         with os.fdopen(fd, "w") as out:
             out.write(base64.b64encode(AESGCM.generate_key(bit_length=256)).decode())
-    return _decode_key(Path(path).read_text(), str(path))
+    return decode_key(Path(path).read_text(), str(path))
 
 
 def master_key(environ: Mapping[str, str]) -> bytes:
     """``PUMPURS_MASTER_KEY``; in development generated once under the keys folder."""
     configured = environ.get("PUMPURS_MASTER_KEY")
     if configured:
-        return _decode_key(configured, "PUMPURS_MASTER_KEY")
+        return decode_key(configured, "PUMPURS_MASTER_KEY")
     if environ.get("PUMPURS_ENV", "development") != "development":
         raise RuntimeError("PUMPURS_MASTER_KEY must be set (base64 of 32 random bytes)")
     return _development_master_key(environ)

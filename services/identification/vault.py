@@ -53,7 +53,20 @@ class Vault:
         self._secure(sql)
         sql.execute(f"DELETE FROM {self.table} WHERE pupil_id = ?", (str(pupil_id),))
 
+    def rekey(self, sql: Sql, rows: Iterable[tuple[UUID, str, str]]) -> None:
+        """Replace (pupil id, wrapped key, code digest) rows: a new master key's."""
+        self._secure(sql)
+        for pupil_id, wrapped, digest in rows:
+            sql.execute(
+                f"UPDATE {self.table} SET wrapped_key = ?, code_digest = ? WHERE pupil_id = ?",
+                (wrapped, digest, str(pupil_id)),
+            )
+
     # -- reads --------------------------------------------------------------------------------
+    def all_wrapped(self, query: Query) -> list[tuple[UUID, str]]:
+        rows = query(f"SELECT pupil_id, wrapped_key FROM {self.table} ORDER BY pupil_id")
+        return [(UUID(row["pupil_id"]), str(row["wrapped_key"])) for row in rows]
+
     def wrapped_key(self, query: Query, pupil_id: UUID) -> str | None:
         rows = query(f"SELECT wrapped_key FROM {self.table} WHERE pupil_id = ?", (str(pupil_id),))
         return str(rows[0]["wrapped_key"]) if rows else None

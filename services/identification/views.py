@@ -32,6 +32,10 @@ def _personal(pupil: Pupil, key: PupilKey | None) -> dict[str, Any]:
     return {**data, "birth_date": date.fromisoformat(data["birth_date"])}
 
 
+def personal_code_of(pupil: Pupil, key: PupilKey) -> str:
+    return str(_personal(pupil, key)["personal_code"])
+
+
 def _opened(key: PupilKey | None, purpose: str, sealed: str | None) -> str | None:
     return key.open(purpose, sealed) if key is not None and sealed is not None else None
 
