@@ -6,6 +6,7 @@ digests, the journal's guards, the exports."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -595,3 +596,25 @@ def test_the_programme_figures_come_from_the_read_models(
     assert figures["pupils_at_risk"] == len(unresolved)
     assert figures["plans"]["closed"] == 2 and figures["plans"]["inactive"] == 1
     assert figures["budget_eur"] == {"allocated": 1000.0, "committed": 40.0, "spent": 60.0}
+
+
+def test_the_command_line_gives_the_same_report(
+    app: ReportingApplication,
+    scenario: Scenario,
+    stores: Stores,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from shared.cli import main
+
+    for key, value in stores.env(["reporting"]).items():
+        monkeypatch.setenv(key, value)
+    assert main(["report", "esf", "--semester", SEM1]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == report(app)
+    replay = ["audit", "replay", "--as-of", printed["as_of"], "--semester", SEM1]
+    assert main([*replay, "--explain", "result.left"]) == 0
+    explained = json.loads(capsys.readouterr().out)["explain"]
+    assert explained["pupil_ids"] == [scenario.pupils["boris"].pupil_id]
+    assert main(["report", "esf", "--semester", "2019-2020-3"]) == 2
+    assert "semester" in capsys.readouterr().err
