@@ -17,6 +17,7 @@ from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 from demo.names import full_name, new_format_code, old_format_code
+from shared import vocabulary
 
 SEMESTER = "2019-2020-1"
 NEXT_SEMESTER = "2019-2020-2"
@@ -29,16 +30,7 @@ MONTH_ENDS = (date(2019, 9, 30), date(2019, 10, 31), date(2019, 11, 29), date(20
 FIRST_PLAN_GRADE = 5
 CENT = Decimal("0.01")
 
-MATERIAL_KINDS = frozenset(
-    {
-        "public_transport",
-        "special_transport",
-        "accommodation",
-        "meals",
-        "learning_materials",
-        "personal_items",
-    }
-)
+MATERIAL_KINDS = frozenset(vocabulary.MATERIAL_KINDS)
 # Paid month by month; the other material kinds are bought at once.
 MONTHLY_KINDS = frozenset({"public_transport", "special_transport", "accommodation", "meals"})
 

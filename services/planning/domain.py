@@ -29,68 +29,46 @@ from shared.errors import (
     UnprocessableError,
 )
 from shared.semesters import InvalidSemesterError, Semester
-
-# -- vocabulary (../shared/api.md) ---------------------------------------------------
-
-DRAFT = "draft"
-IN_APPROVAL = "in_approval"
-APPROVED = "approved"
-IN_PROGRESS = "in_progress"
-UNDER_REVISION = "under_revision"
-SUSPENDED = "suspended"
-INACTIVE = "inactive"
-EVALUATED = "evaluated"
-CLOSED = "closed"
-STATUSES = (
-    DRAFT,
-    IN_APPROVAL,
+from shared.vocabulary import (
     APPROVED,
-    IN_PROGRESS,
-    UNDER_REVISION,
-    SUSPENDED,
-    INACTIVE,
-    EVALUATED,
     CLOSED,
+    CONSULTATION_KINDS,
+    CONTINUES_LEARNING,
+    DRAFT,
+    EVALUATED,
+    IN_APPROVAL,
+    IN_PROGRESS,
+    INACTIVE,
+    LEFT_EDUCATION,
+    MATERIAL_KINDS,
+    MEASURE_KINDS,
+    MUNICIPALITY,
+    NATIONAL,
+    OUTCOMES,
+    PLAN_STATUSES,
+    RISK_OUTCOMES,
+    SCHOOL,
+    SUSPENDED,
+    UNDER_REVISION,
 )
+
+# -- vocabulary (../shared/api.md; the words shared with other services: shared.vocabulary) --
+
+STATUSES = PLAN_STATUSES
 # A plan that is still alive: it counts as the pupil's plan and a departure closes it.
 ACTIVE = (DRAFT, IN_APPROVAL, APPROVED, IN_PROGRESS, UNDER_REVISION, SUSPENDED)
 EDITABLE = (DRAFT, UNDER_REVISION)
 IN_FORCE = (APPROVED, IN_PROGRESS)
 
-SCHOOL, MUNICIPALITY, NATIONAL = "school", "municipality", "national"
 LEVEL_OF_ROLE = {
     "director": SCHOOL,
     "municipal_coordinator": MUNICIPALITY,
     "national_coordinator": NATIONAL,
 }
 
-CONSULTATION_KINDS = (
-    "subject_teacher",
-    "psychologist",
-    "social_pedagogue",
-    "special_educator",
-    "speech_therapist",
-    "occupational_therapist",
-    "sign_language_interpreter",
-    "teacher_assistant",
-    "assistant",
-)
-MATERIAL_KINDS = (
-    "public_transport",
-    "special_transport",
-    "accommodation",
-    "meals",
-    "learning_materials",
-    "personal_items",
-)
-MEASURE_KINDS = CONSULTATION_KINDS + MATERIAL_KINDS
-
-CONTINUES_LEARNING = "continues_learning"
-OUTCOMES = (CONTINUES_LEARNING, "left_education", "transferred", "graduated")
-RISK_OUTCOMES = ("resolved", "reduced", "unchanged")
 OUTCOME_OF_DEPARTURE = {
-    "dropped_out": "left_education",
-    "moved_abroad": "left_education",
+    "dropped_out": LEFT_EDUCATION,
+    "moved_abroad": LEFT_EDUCATION,
     "transferred": "transferred",
     "graduated": "graduated",
 }

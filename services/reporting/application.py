@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from services.reporting.domain import BUDGET_STATES, PLAN_STATUSES, RULE_OF, project
+from services.reporting.domain import BUDGET_STATES, RULE_OF, project
 from services.reporting.journal import APPEND_LOCK, Journal, stamp
 from services.reporting.readmodel import READ_MODEL_VERSION, MemoryState, ReadModels, SqlState
 from services.reporting.report import (
@@ -52,6 +52,7 @@ from shared.auth import (
 from shared.contracts import Envelope
 from shared.errors import ForbiddenError
 from shared.store import POSTGRES, SQLITE, ServiceApplication, Sql, guard_append_only
+from shared.vocabulary import PLAN_STATUSES
 
 if TYPE_CHECKING:  # the inbox brings eventlet, which the command line does without
     from shared.inbox import IncomingEvent

@@ -48,44 +48,16 @@ from datetime import UTC, datetime
 from operator import add
 from typing import Any, Protocol
 
+from shared import vocabulary
+from shared.vocabulary import OUTCOMES
+
 # -- vocabulary -------------------------------------------------------------------------
 
-PLAN_STATUSES = (
-    "draft",
-    "in_approval",
-    "approved",
-    "in_progress",
-    "under_revision",
-    "suspended",
-    "inactive",
-    "evaluated",
-    "closed",
-)
-INACTIVE = "inactive"
-RISK_GROUPS = ("learning", "economic", "family", "social_health")
-CONSULTATION_KINDS = (
-    "subject_teacher",
-    "psychologist",
-    "social_pedagogue",
-    "special_educator",
-    "speech_therapist",
-    "occupational_therapist",
-    "sign_language_interpreter",
-    "teacher_assistant",
-    "assistant",
-)
-MATERIAL_KINDS = (
-    "public_transport",
-    "special_transport",
-    "accommodation",
-    "meals",
-    "learning_materials",
-    "personal_items",
-)
+INACTIVE = vocabulary.INACTIVE
 # The result indicator: who goes on learning (here or elsewhere, or finished) against who
 # left education.
-CONTINUED_OUTCOMES = ("continues_learning", "transferred", "graduated")
-LEFT_OUTCOMES = ("left_education",)
+CONTINUED_OUTCOMES = tuple(o for o in OUTCOMES if o != vocabulary.LEFT_EDUCATION)
+LEFT_OUTCOMES = (vocabulary.LEFT_EDUCATION,)
 GENDERS = ("F", "M")
 ISCED_LEVELS = ("1", "2", "3")
 GRADE_BANDS = ("1-4", "5-6", "7-9", "10-12", "vocational")

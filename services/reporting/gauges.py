@@ -17,9 +17,10 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from services.reporting.application import ReportingApplication
-from services.reporting.domain import BUDGET_STATES, PLAN_STATUSES
+from services.reporting.domain import BUDGET_STATES
 from shared.eventstore import store_of
 from shared.metrics import metrics_for
+from shared.vocabulary import PLAN_STATUSES
 
 
 def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:

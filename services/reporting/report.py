@@ -56,16 +56,12 @@ from datetime import date
 from typing import Any
 
 from services.reporting.domain import (
-    CONSULTATION_KINDS,
     CONTINUED_OUTCOMES,
     GENDERS,
     GRADE_BANDS,
     INACTIVE,
     ISCED_LEVELS,
     LEFT_OUTCOMES,
-    MATERIAL_KINDS,
-    PLAN_STATUSES,
-    RISK_GROUPS,
     UNKNOWN,
     decimal_text,
     hundredths,
@@ -74,6 +70,7 @@ from services.reporting.readmodel import ReadModels
 from shared.errors import InvalidInputError, NotFoundError
 from shared.schools import reference_schools
 from shared.semesters import Semester
+from shared.vocabulary import CONSULTATION_KINDS, MATERIAL_KINDS, PLAN_STATUSES, RISK_GROUPS
 
 Query = Callable[..., list[Any]]
 _SCHOOL_YEAR = re.compile(r"^(\d{4})-(\d{4})$")

@@ -7,24 +7,16 @@ store and in the plan's history. Money and hours are decimal strings ("12.50").
 
 from marshmallow import Schema, fields, validate
 
+from shared import vocabulary
 from shared.contracts.registry import registry
+from shared.vocabulary import APPROVAL_LEVELS, PLAN_STATUSES
 
 SOURCE = "planning"
 
-LEVELS = ["school", "municipality", "national"]
-STATUSES = [
-    "draft",
-    "in_approval",
-    "approved",
-    "in_progress",
-    "under_revision",
-    "suspended",
-    "inactive",
-    "evaluated",
-    "closed",
-]
-OUTCOMES = ["continues_learning", "left_education", "transferred", "graduated"]
-RISK_OUTCOMES = ["resolved", "reduced", "unchanged"]
+LEVELS = list(APPROVAL_LEVELS)
+STATUSES = list(PLAN_STATUSES)
+OUTCOMES = list(vocabulary.OUTCOMES)
+RISK_OUTCOMES = list(vocabulary.RISK_OUTCOMES)
 
 
 def _money(**kwargs: object) -> fields.Decimal:
