@@ -13,10 +13,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from shared.chain import Anchor, Link, Record, Verification, extend, verify
-from shared.checkpoint import CheckpointLog
+from shared.checkpoint import CheckpointLog, Verifier
 from shared.store import SQLITE, ServiceApplication, Sql, insert_links
 
 log = logging.getLogger(__name__)
@@ -120,7 +118,7 @@ def tracking_anchor(consumer: ServiceApplication, source: str) -> Anchor | None:
 
 
 def witness_anchors(
-    service: str, witnesses: Sequence[ServiceApplication], key: Ed25519PublicKey
+    service: str, witnesses: Sequence[ServiceApplication], key: Verifier
 ) -> list[Anchor]:
     """What other stores know of ``service``'s chain: the latest checkpoint reporting signed
     of it, and the last position each consumer's inbox applied from it."""

@@ -107,10 +107,11 @@ def _public_key(path: str | None, environ: Mapping[str, str]) -> Any:
 def verify_command(args: argparse.Namespace) -> int:
     from shared.audit import verify_store, witness_anchors
     from shared.bundle import read_checkpoint
+    from shared.checkpoint import with_retired
 
     environ = os.environ
     stores = _stores(environ)
-    key = _public_key(args.public_key, environ)
+    key = with_retired(_public_key(args.public_key, environ), environ)
     kept = [(f, read_checkpoint(Path(f))) for f in args.checkpoint]
     results: dict[str, Any] = {}
     for name in [args.service] if args.service else sorted(SERVICES):
@@ -153,14 +154,14 @@ def describe(result: Mapping[str, Any]) -> str:
 def export_command(args: argparse.Namespace) -> int:
     from shared.audit import witness_anchors
     from shared.bundle import ChainBrokenError, export_bundle
-    from shared.checkpoint import fingerprint, signing_key
+    from shared.checkpoint import fingerprint, signing_key, with_retired
 
     environ = os.environ
     stores = _stores(environ)
     if args.service not in stores:
         raise RuntimeError(f"{args.service} has no store here")
     key = signing_key(environ)
-    anchors = witness_anchors(args.service, list(stores.values()), key.public_key())
+    anchors = witness_anchors(args.service, list(stores.values()), with_retired(key.public_key()))
     try:
         signed, result = export_bundle(stores[args.service], Path(args.out), key, anchors)
     except ChainBrokenError as exc:

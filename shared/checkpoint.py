@@ -16,11 +16,11 @@ import base64
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -31,6 +31,37 @@ from shared.chain import Anchor
 from shared.store import SQLITE, ServiceApplication, guard_append_only
 
 KIND = "pumpurs.audit.checkpoint/1"
+
+
+class Verifier(Protocol):
+    """An Ed25519 public key, or several (``KeySet``)."""
+
+    def verify(self, signature: bytes, data: bytes) -> None: ...
+
+
+class KeySet:
+    """The current checkpoint key and the retired ones: a checkpoint signed before a key
+    rotation still verifies (``PUMPURS_AUDIT_RETIRED_PUBLIC_KEYS``, PEM keys one after
+    the other)."""
+
+    def __init__(self, keys: Sequence[Verifier]) -> None:
+        self.keys = list(keys)
+
+    def verify(self, signature: bytes, data: bytes) -> None:
+        for key in self.keys:
+            try:
+                key.verify(signature, data)
+            except InvalidSignature:
+                continue
+            return
+        raise InvalidSignature
+
+
+def with_retired(key: Verifier, environ: Mapping[str, str] | None = None) -> KeySet:
+    environ = os.environ if environ is None else environ
+    retired = environ.get("PUMPURS_AUDIT_RETIRED_PUBLIC_KEYS", "").encode()
+    marker = b"-----BEGIN PUBLIC KEY-----"
+    return KeySet([key, *(load_public_key(marker + pem) for pem in retired.split(marker)[1:])])
 
 
 @dataclass(frozen=True)
@@ -52,14 +83,14 @@ class SignedCheckpoint:
     checkpoint: Checkpoint
     signature: bytes
 
-    def verifies(self, key: Ed25519PublicKey) -> bool:
+    def verifies(self, key: Verifier) -> bool:
         try:
             key.verify(self.signature, self.checkpoint.message())
         except InvalidSignature:
             return False
         return True
 
-    def anchor(self, key: Ed25519PublicKey, source: str) -> Anchor:
+    def anchor(self, key: Verifier, source: str) -> Anchor:
         c = self.checkpoint
         return Anchor(c.position, f"{source} of {c.at}", bytes.fromhex(c.hash), self.verifies(key))
 

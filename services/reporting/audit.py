@@ -32,7 +32,7 @@ from shared.auth import (
     OPERATOR,
     TEACHER,
 )
-from shared.checkpoint import CheckpointLog, sign, signing_key
+from shared.checkpoint import CheckpointLog, sign, signing_key, with_retired
 from shared.errors import UnavailableError
 from shared.eventstore import store_of
 from shared.rpc import BROKER_ERRORS
@@ -102,7 +102,7 @@ class AuditDesk:
 
     def verify_all(self) -> dict[str, Any]:
         key = self.witness.key
-        public = key.public_key() if key else None
+        public = with_retired(key.public_key()) if key else None
         services = {}
         with self._rpc() as rpc:
             for service in AUDITED:
