@@ -6,6 +6,10 @@
 3. e2e        a pupil flagged in identification until planning's read model shows it
 4. reporting  rebuild of reporting's read models vs a bare scan of its journal; the ESF
               report over national-scale data; the rebuild's peak memory (bench/reporting.py)
+5. journal    identification's journal import (in process and over HTTP) vs saving the
+              same aggregates straight through the Application in batches
+6. plans      a plan's whole lifecycle over HTTP vs the commit-then-dispatch peer; loading a
+              plan with a 2,000-event history (bench/plan_lifecycle.py)
 
 Prints a table and writes var/bench/results.json. Needs RabbitMQ (AMQP_URI and
 PUMPURS_RABBITMQ_API, as written by scripts/rabbitmq.sh) and, for --store postgres,
@@ -36,6 +40,8 @@ from shared.testing import REPO
 
 OUT_DIR = REPO / "var" / "bench"
 
+MEASUREMENTS = ("relay", "commands", "e2e", "reporting", "journal", "plans")
+
 TARGETS = {
     "relay_ratio": 4.0,  # relay / bare publisher, events per second
     "command_throughput_ratio": 1.2,  # ours / peer at concurrency 8
@@ -55,8 +61,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--only",
-        default="relay,commands,e2e,reporting",
-        help="comma-separated subset of relay,commands,e2e,reporting",
+        default=",".join(MEASUREMENTS),
+        help="comma-separated subset of " + ",".join(MEASUREMENTS),
     )
     p.add_argument("--events", type=int, help="relay backlog (default 50000, quick 10000)")
     p.add_argument("--out", default=str(OUT_DIR / "results.json"))
@@ -79,6 +85,11 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "e2e_poll_seconds": 0.001,
         "reporting_plans": 10_000 if quick else 100_000,
         "reporting_rounds": 1 if quick else 2,
+        "journal_rows": 2_000 if quick else 10_000,
+        "journal_rounds": 1 if quick else 3,
+        "plans_seconds": 9.0 if quick else 30.0,
+        "plans_rounds": 1 if quick else 3,
+        "plans_loads": 300 if quick else 1000,
     }
 
 
@@ -248,11 +259,64 @@ def table(results: dict[str, Any]) -> str:
     from bench.reporting import table_rows
 
     rows += table_rows(results.get("reporting", []))
+    rows += journal_rows(results.get("journal", []))
+    rows += plans_rows(results.get("plans"))
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
     line = "  ".join("-" * w for w in widths)
     out = ["  ".join(str(v).ljust(w) for v, w in zip(head, widths, strict=True)), line]
     out += ["  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
     return "\n".join(out)
+
+
+def journal_rows(results: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    rows = []
+    for r in results:
+        rows.append(
+            (
+                f"5 journal import [{r['store']}] rows/s, {r['file_rows']} rows",
+                fmt(r["import"]["rows_per_second"]),
+                fmt(r["batched_save"]["rows_per_second"]),
+                f"{r['ratio']}x",
+                f">= {r['target_ratio']}x {verdict(r['met'])}",
+                "",
+            )
+        )
+        rows.append(
+            (
+                "  the same over HTTP (POST /imports/journal)",
+                fmt(r["import_over_http"]["rows_per_second"]),
+                "",
+                f"{r['ratio_over_http']}x",
+                "(info)",
+                "",
+            )
+        )
+    return rows
+
+
+def plans_rows(r: dict[str, Any] | None) -> list[tuple[str, ...]]:
+    if not r:
+        return []
+    ours, peer = r["ours"], r["peer"]
+    loaded = r["load"]["history"]
+    return [
+        (
+            "6 plan lifecycle commands/s, concurrency 8 [sqlite]",
+            fmt(ours["throughput"]["per_second"]),
+            fmt(peer["throughput"]["per_second"]),
+            f"{r['ratio_throughput_ours_to_peer']}x",
+            f">= 0.8x {verdict(r['met']['throughput_ratio'])}",
+            "",
+        ),
+        (
+            f"  load a plan of {loaded['events']} events, p50/p99",
+            f"{fmt(loaded['p50_ms'])}/{fmt(loaded['p99_ms'])} ms",
+            "",
+            "",
+            f"p99 <= 10 ms {verdict(r['met']['load_p99_ms'])}",
+            f"load {loaded['loadavg']:.1f}",
+        ),
+    ]
 
 
 METHOD = """\
@@ -281,6 +345,10 @@ Method
   broker, the database and the load generator share this machine's CPUs.
 4 reporting: see bench/reporting.py (data generated straight into a reporting store; scan and
   rebuild each in a fresh child process, rounds alternating their order; the report in this one).
+5 journal: see bench/journal_import.py (the same CSV imported, and its aggregates saved in
+  batches, each on a fresh store, order rotated each round; medians).
+6 plans: see bench/plan_lifecycle.py (18 commands a lifecycle by four roles; loads of a plan
+  with 2,000 events from its latest snapshot, bypassing the service's cache).
 "other work": cores busy during the measurement with processes that are not part of it
   (machine busy - services, broker and this client): above 0.3 the numbers are NOISY.
 """
@@ -290,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     cfg = settings(args)
     wanted = {x.strip() for x in args.only.split(",") if x.strip()}
-    unknown = wanted - {"relay", "commands", "e2e", "reporting"}
+    unknown = wanted - set(MEASUREMENTS)
     if unknown:
         print(f"unknown measurement(s): {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
@@ -384,6 +452,35 @@ def main(argv: list[str] | None = None) -> int:
                     except Exception as exc:
                         failures.append(f"reporting [{store}]: {type(exc).__name__}: {exc}")
                         log(failures[-1])
+            if "journal" in wanted:
+                from bench import journal_import
+
+                results["journal"] = []
+                for store in stores:
+                    try:
+                        results["journal"].append(
+                            journal_import.run(
+                                store, cfg["journal_rows"], workdir, keys_dir, cfg["journal_rounds"]
+                            )
+                        )
+                    except Exception as exc:
+                        failures.append(f"journal [{store}]: {type(exc).__name__}: {exc}")
+                        log(failures[-1])
+            if "plans" in wanted:
+                from bench import plan_lifecycle
+
+                try:
+                    results["plans"] = plan_lifecycle.run(
+                        workdir,
+                        keys_dir,
+                        duration=cfg["plans_seconds"],
+                        open_seconds=cfg["plans_seconds"],
+                        rounds=cfg["plans_rounds"],
+                        loads=cfg["plans_loads"],
+                    )
+                except Exception as exc:
+                    failures.append(f"plans: {type(exc).__name__}: {exc}")
+                    log(failures[-1])
     except KeyboardInterrupt:
         failures.append("interrupted")
     finally:
