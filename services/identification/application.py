@@ -54,8 +54,9 @@ class PupilNotFoundError(NotFoundError):
 class UnknownSchoolError(InvalidInputError):
     code = "unknown_school"
 
-    def __init__(self, school_id: str, field: str = "school_id") -> None:
-        message = f"no school {school_id}"
+    def __init__(self, field: str = "school_id") -> None:
+        # The id is not repeated: a personal code typed into the wrong field would be.
+        message = "no school has this id"
         super().__init__(message, {"fields": {field: [message]}})
 
 
@@ -118,7 +119,7 @@ class IdentificationApplication(ServiceApplication):
     def school(self, school_id: str, field: str = "school_id") -> SchoolInfo:
         school = self.schools.get(self.query, school_id)
         if school is None:
-            raise UnknownSchoolError(school_id, field)
+            raise UnknownSchoolError(field)
         return school
 
     def all_schools(self) -> list[SchoolInfo]:
