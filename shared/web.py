@@ -134,9 +134,27 @@ class JsonWsgiApp(WsgiApp):
         return provider.handle_request(request)(environ, start_response)
 
 
+class PathOnlyAccessLog(logging.Filter):
+    """The access log keeps each request's path but not its query string: a query holds
+    whatever a user typed, such as a personal code in the wrong field."""
+
+    _query = re.compile(r'("[A-Z]+ [^ ?"]*)\?[^ "]*')
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = self._query.sub(r"\1", record.msg)
+        return True
+
+
 class JsonWebServer(WebServer):
     def get_wsgi_app(self) -> JsonWsgiApp:
         return JsonWsgiApp(self)
+
+    def get_wsgi_server(self, *args: Any, **kwargs: Any) -> Any:
+        access_log = logging.getLogger("nameko.web.server")  # the logger nameko hands eventlet
+        if not any(isinstance(f, PathOnlyAccessLog) for f in access_log.filters):
+            access_log.addFilter(PathOnlyAccessLog())
+        return super().get_wsgi_server(*args, **kwargs)
 
 
 class Route(HttpRequestHandler):

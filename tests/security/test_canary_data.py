@@ -83,6 +83,7 @@ def bad_requests(identification: Client, pupil_id: str) -> list[str]:
         identification.post("/pupils", register),  # the code is taken: 409
         identification.post("/pupils", {**register, "grade": 13}),
         identification.post("/pupils", {**register, "school_id": PERSON["personal_code"]}),
+        identification.get("/pupils", params={"school_id": PERSON["personal_code"]}),
         identification.post(
             "/pupils", {**register, "personal_code": PERSON["personal_code"] + "7"}
         ),

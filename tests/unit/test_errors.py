@@ -29,3 +29,14 @@ def test_the_body_names_code_message_and_details() -> None:
             "details": {"expected_version": 1, "current_version": 2},
         }
     }
+
+
+def test_the_access_log_keeps_the_path_and_drops_the_query() -> None:
+    import logging
+
+    from shared.web import PathOnlyAccessLog
+
+    line = '127.0.0.1 - - [28/Nov/2026 09:00:00] "GET /pupils?school_id=010308-20001 HTTP/1.1" 403'
+    record = logging.LogRecord("nameko.web.server", logging.INFO, "", 0, line, None, None)
+    assert PathOnlyAccessLog().filter(record)
+    assert record.getMessage() == '127.0.0.1 - - [28/Nov/2026 09:00:00] "GET /pupils HTTP/1.1" 403'
