@@ -7,7 +7,9 @@ Tokens are JWTs signed with Ed25519 (algorithm pinned to EdDSA); ``iss``, ``aud`
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -183,23 +185,33 @@ def development_private_key(environ: Mapping[str, str] | None = None) -> Ed25519
     return generated_private_key(keys_dir(environ) / "jwt-ed25519.pem")
 
 
+def write_once(path: Path, content: bytes) -> bytes:
+    """``path``'s content, written as ``content`` (mode 0600) if the file did not exist.
+
+    The file appears whole or not at all (written aside, then hard-linked into place), so
+    processes starting together all read the one key that won, never a half-written one."""
+    if path.exists():
+        return path.read_bytes()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, aside = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(content)
+        with contextlib.suppress(FileExistsError):  # another process won: use theirs
+            os.link(aside, path)
+    finally:
+        os.unlink(aside)
+    return path.read_bytes()
+
+
 def generated_private_key(path: Path) -> Ed25519PrivateKey:
     """An Ed25519 key kept in ``path`` (PEM, mode 0600), generated there on first use."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        pem = Ed25519PrivateKey.generate().private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another process generated it meanwhile: use theirs
-        else:
-            with os.fdopen(fd, "wb") as out:
-                out.write(pem)
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    pem = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    key = serialization.load_pem_private_key(write_once(path, pem), password=None)
     assert isinstance(key, Ed25519PrivateKey)
     return key
 

@@ -21,7 +21,6 @@ import binascii
 import hmac
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from uuid import UUID
 
 from cryptography.exceptions import InvalidTag
@@ -29,7 +28,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from shared.auth import keys_dir
+from shared.auth import keys_dir, write_once
 
 MASTER_KEY_FILE = "identification-master.key"
 _NONCE = 12
@@ -55,15 +54,8 @@ def decode_key(value: str, where: str) -> bytes:
 
 def _development_master_key(environ: Mapping[str, str]) -> bytes:
     path = keys_dir(environ) / MASTER_KEY_FILE
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process made it first
-            return decode_key(path.read_text(), str(path))
-        with os.fdopen(fd, "w") as out:
-            out.write(base64.b64encode(AESGCM.generate_key(bit_length=256)).decode())
-    return decode_key(Path(path).read_text(), str(path))
+    generated = base64.b64encode(AESGCM.generate_key(bit_length=256))
+    return decode_key(write_once(path, generated).decode(), str(path))
 
 
 def master_key(environ: Mapping[str, str]) -> bytes:

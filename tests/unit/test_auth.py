@@ -137,3 +137,16 @@ def test_while_rotating_a_token_of_either_key_verifies_and_no_other(
 def test_a_verification_key_setting_without_a_key_is_refused() -> None:
     with pytest.raises(ValueError, match="no PEM public key"):
         TokenVerifier(b"not a key")
+
+
+def test_keys_generated_by_processes_starting_together_are_one_key(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from shared.auth import write_once
+
+    path = tmp_path / "keys" / "k.pem"
+    with ThreadPoolExecutor(8) as pool:
+        seen = set(pool.map(lambda i: write_once(path, f"key {i}".encode()), range(64)))
+    assert len(seen) == 1 and seen == {path.read_bytes()}
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert [p.name for p in path.parent.iterdir()] == ["k.pem"]  # nothing left aside
