@@ -59,3 +59,10 @@ OUTCOMES = (CONTINUES_LEARNING, LEFT_EDUCATION, "transferred", "graduated")
 RISK_OUTCOMES = ("resolved", "reduced", "unchanged")
 
 RISK_GROUPS = ("learning", "economic", "family", "social_health")
+
+# A pupil's age band on a day, as identification answers reporting's enquiry (ESF's
+# "participants below 25"): UNKNOWN once the pupil is erased, or for an id it never had.
+BELOW_25 = "below_25"
+AGED_25_OR_OVER = "25_or_over"
+AGE_UNKNOWN = "unknown"
+AGE_BANDS = (BELOW_25, AGED_25_OR_OVER, AGE_UNKNOWN)

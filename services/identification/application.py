@@ -26,6 +26,7 @@ from services.identification.domain import (
     Pupil,
     PupilErasedError,
     School,
+    age_band,
     check_grade,
 )
 from services.identification.importer import ImportReport, JournalImport
@@ -35,6 +36,7 @@ from services.identification.vault import Vault, checkpoint
 from services.identification.views import (
     EVIDENCE,
     REASON,
+    birth_date_of,
     personal_code_of,
     pupil_view,
     seal_personal_data,
@@ -43,8 +45,12 @@ from shared.errors import ConflictError, InvalidInputError, NotFoundError
 from shared.idempotency import IdempotencyStore
 from shared.schools import School as SchoolInfo
 from shared.store import POSTGRES, ServiceApplication, Sql
+from shared.vocabulary import AGE_UNKNOWN
 
 log = logging.getLogger(__name__)
+
+# The role a read of personal data is recorded under when another service made it.
+SERVICE_ROLE = "service"
 
 
 class PupilNotFoundError(NotFoundError):
@@ -303,6 +309,34 @@ class IdentificationApplication(ServiceApplication):
         except PupilErasedError:  # erased between loading and reading
             return None
 
+    def age_bands(
+        self, enquiries: Sequence[Mapping[str, Any]], *, reader: str, purpose: str
+    ) -> list[dict[str, Any]]:
+        """Each pupil's age band on the day asked (``pupil_id``, ``on``), never the birth
+        date; unknown for an erased pupil or an unknown id. Every birth date opened is
+        recorded first as a read by ``reader`` for ``purpose``, one record per pupil asked."""
+        keys = [self._readable(enquiry["pupil_id"]) for enquiry in enquiries]
+        with self.transaction() as sql:
+            for held in (k for k in keys if k is not None):
+                self.reads.record(sql, held[0].id, reader, SERVICE_ROLE, purpose)
+        return [
+            {
+                "pupil_id": str(enquiry["pupil_id"]),
+                "on": enquiry["on"],
+                "band": _band(held, enquiry["on"]),
+            }
+            for enquiry, held in zip(enquiries, keys, strict=True)
+        ]
+
+    def _readable(self, pupil_id: UUID) -> tuple[Pupil, PupilKey] | None:
+        """The pupil and its key, if the pupil exists and has personal data to read."""
+        try:
+            pupil = self.get_pupil(pupil_id)
+        except PupilNotFoundError:
+            return None
+        key = None if pupil.erased else self.key_or_none(pupil)
+        return None if key is None else (pupil, key)
+
     def reads_of(self, pupil_id: UUID) -> list[dict[str, Any]]:
         return self.reads.of_pupil(self.query, pupil_id)
 
@@ -316,3 +350,7 @@ class IdentificationApplication(ServiceApplication):
         """One semester's e-journal export of a school (see services.identification.journal)."""
         job = JournalImport(self, self.school(school_id), Semester.parse(semester), by)
         return job.run(raw)
+
+
+def _band(held: tuple[Pupil, PupilKey] | None, day: date) -> str:
+    return AGE_UNKNOWN if held is None else age_band(birth_date_of(*held), day)

@@ -7,6 +7,10 @@ conflict for the next writer) nor travel on the bus to every other service (the
 access log is itself sensitive, and no consumer needs it). It holds no personal
 data of the pupil, so erasure leaves it in place as the controller's evidence of
 who saw the data before.
+
+A person's read through the API has no ``purpose``; another service's read names one
+(reporting's ``esf_age_band``: the pupil's age band on a day, worked out from the birth
+date, which itself never leaves identification).
 """
 
 from __future__ import annotations
@@ -30,9 +34,10 @@ class PersonalDataReads:
         sql.execute(
             f"CREATE TABLE IF NOT EXISTS {t} (read_id TEXT PRIMARY KEY, "
             "pupil_id TEXT NOT NULL, reader TEXT NOT NULL, role TEXT NOT NULL, "
-            "read_at TEXT NOT NULL)"
+            "read_at TEXT NOT NULL, purpose TEXT)"
         )
         sql.execute(f"CREATE INDEX IF NOT EXISTS {t}_pupil ON {t} (pupil_id, read_at)")
+        self._add_purpose(sql)
         if sql.dialect == SQLITE:
             for op in ("UPDATE", "DELETE"):
                 sql.execute(
@@ -50,17 +55,33 @@ class PersonalDataReads:
             f"FOR EACH ROW EXECUTE FUNCTION {t}_refuse()"
         )
 
-    def record(self, sql: Sql, pupil_id: UUID, reader: str, role: str) -> None:
+    def _add_purpose(self, sql: Sql) -> None:
+        """A table made before reads had a purpose gains the column (rows kept as they are)."""
+        if sql.dialect != SQLITE:
+            sql.execute(f"ALTER TABLE {self.table} ADD COLUMN IF NOT EXISTS purpose TEXT")
+            return
+        columns = {
+            row["name"] for row in sql.execute(f"PRAGMA table_info({self.table})").fetchall()
+        }
+        if "purpose" not in columns:
+            sql.execute(f"ALTER TABLE {self.table} ADD COLUMN purpose TEXT")
+
+    def record(
+        self, sql: Sql, pupil_id: UUID, reader: str, role: str, purpose: str | None = None
+    ) -> None:
         sql.execute(
-            f"INSERT INTO {self.table} (read_id, pupil_id, reader, role, read_at) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (uuid4().hex, str(pupil_id), reader, role, datetime.now(UTC).isoformat()),
+            f"INSERT INTO {self.table} (read_id, pupil_id, reader, role, read_at, purpose) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (uuid4().hex, str(pupil_id), reader, role, datetime.now(UTC).isoformat(), purpose),
         )
 
     def of_pupil(self, query: Query, pupil_id: UUID) -> list[dict[str, Any]]:
         rows = query(
-            f"SELECT reader, role, read_at FROM {self.table} WHERE pupil_id = ? "
+            f"SELECT reader, role, read_at, purpose FROM {self.table} WHERE pupil_id = ? "
             "ORDER BY read_at, read_id",
             (str(pupil_id),),
         )
-        return [{"by": r["reader"], "role": r["role"], "at": r["read_at"]} for r in rows]
+        return [
+            {"by": r["reader"], "role": r["role"], "at": r["read_at"], "purpose": r["purpose"]}
+            for r in rows
+        ]

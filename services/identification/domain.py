@@ -25,6 +25,7 @@ from shared.errors import (
     TransitionNotAllowedError,
 )
 from shared.schools import School as SchoolInfo
+from shared.vocabulary import AGED_25_OR_OVER, BELOW_25
 
 GENERAL, VOCATIONAL = "general", "vocational"
 ENROLLED, DEPARTED = "enrolled", "departed"
@@ -105,6 +106,16 @@ class PersonalData:
                 raise InvalidNameError(message, _field(field, message))
         code = check_personal_code(personal_code, birth_date)
         return cls(names["given_name"], names["family_name"], code, birth_date)
+
+
+def age_on(birth_date: date, day: date) -> int:
+    """Whole years of age on ``day`` (a birthday on 29 February counts from 1 March)."""
+    return day.year - birth_date.year - ((day.month, day.day) < (birth_date.month, birth_date.day))
+
+
+def age_band(birth_date: date, day: date) -> str:
+    """ESF's split: below 25 years of age on ``day``, or 25 or over."""
+    return BELOW_25 if age_on(birth_date, day) < 25 else AGED_25_OR_OVER
 
 
 def grade_range(school: SchoolInfo) -> tuple[int, int]:

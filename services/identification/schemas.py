@@ -141,6 +141,7 @@ class ReadSchema(Schema):
     by = fields.String()
     role = fields.String()
     at = fields.String()
+    purpose = fields.String(allow_none=True)
 
 
 class ReadListSchema(Schema):
@@ -195,3 +196,33 @@ class ImportReportSchema(Schema):
 def page(items: list[dict[str, Any]], limit: int) -> dict[str, Any]:
     """A page of a list, and the ``after`` value of the next one (null on the last)."""
     return {"items": items, "next": items[-1]["pupil_id"] if len(items) == limit else None}
+
+
+# -- reporting's age enquiry (RPC) ----------------------------------------------------------
+
+MAX_AGE_ENQUIRIES = 200
+
+
+class AgeEnquirySchema(Schema):
+    pupil_id = fields.UUID(required=True)
+    on = fields.Date(required=True)
+
+
+class AgeEnquiriesSchema(Schema):
+    """What reporting sends: up to ``MAX_AGE_ENQUIRIES`` (pupil, day) pairs."""
+
+    enquiries = fields.List(
+        fields.Nested(AgeEnquirySchema),
+        required=True,
+        validate=validate.Length(min=1, max=MAX_AGE_ENQUIRIES),
+    )
+
+
+class AgeBandSchema(Schema):
+    pupil_id = fields.String()
+    on = fields.Date()
+    band = fields.String()
+
+
+class AgeBandsSchema(Schema):
+    answers = fields.List(fields.Nested(AgeBandSchema))

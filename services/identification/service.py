@@ -11,6 +11,8 @@ from services.identification.application import IdentificationApplication, Pupil
 from services.identification.catalogue import RISK_FACTORS
 from services.identification.journal import JournalEncodingError, JournalFormatError
 from services.identification.schemas import (
+    AgeBandsSchema,
+    AgeEnquiriesSchema,
     CreatedPupilSchema,
     CreatedSchoolSchema,
     DepartureSchema,
@@ -39,8 +41,9 @@ from shared.auth import (
     TEACHER,
 )
 from shared.eventstore import EventStore
+from shared.rpc import rpc
 from shared.service import ServiceBase
-from shared.web import Call, route
+from shared.web import Call, route, schema_instance
 
 WRITERS = (TEACHER, DIRECTOR)
 READERS = (
@@ -52,6 +55,8 @@ READERS = (
     DATA_PROTECTION_OFFICER,
 )
 MAX_JOURNAL_BYTES = 8 * 1024 * 1024
+# Who asks for age bands, and why: recorded with each birth date read for the answer.
+AGE_ENQUIRER, AGE_PURPOSE = "reporting", "esf_age_band"
 CSV_TYPES = ("text/csv", "application/csv")
 
 
@@ -201,3 +206,11 @@ class IdentificationService(ServiceBase):
         tenancy.require(call.user, self.app.school(call.query["school_id"]))
         raw = csv_body(call)
         return self.app.import_journal(**call.query, raw=raw, by=call.user.sub)
+
+    # -- reporting's age enquiry ----------------------------------------------------------------
+    @rpc
+    def age_bands(self, enquiries: list[dict[str, Any]]) -> dict[str, Any]:
+        """Each pupil's ESF age band (below_25, 25_or_over, unknown) on the day asked."""
+        asked = schema_instance(AgeEnquiriesSchema).load({"enquiries": enquiries})
+        answers = self.app.age_bands(asked["enquiries"], reader=AGE_ENQUIRER, purpose=AGE_PURPOSE)
+        return dict(schema_instance(AgeBandsSchema).dump({"answers": answers}))

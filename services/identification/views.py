@@ -36,6 +36,11 @@ def personal_code_of(pupil: Pupil, key: PupilKey) -> str:
     return str(_personal(pupil, key)["personal_code"])
 
 
+def birth_date_of(pupil: Pupil, key: PupilKey) -> date:
+    birth_date: date = _personal(pupil, key)["birth_date"]
+    return birth_date
+
+
 def _opened(key: PupilKey | None, purpose: str, sealed: str | None) -> str | None:
     return key.open(purpose, sealed) if key is not None and sealed is not None else None
 

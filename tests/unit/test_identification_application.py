@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pytest
 
@@ -322,3 +323,48 @@ def test_every_stored_event_maps_to_a_contract_without_personal_data(
     ]
     assert [e.actor for e in envelopes][-1] == "dpo"
     assert {e.aggregate_id for e in envelopes} == {str(pupil.id)}
+
+
+# -- reporting's age enquiry --------------------------------------------------------------
+
+
+def ask(app: IdentificationApplication, *enquiries: tuple[Any, date]) -> list[str]:
+    asked = [{"pupil_id": pupil_id, "on": on} for pupil_id, on in enquiries]
+    answers = app.age_bands(asked, reader="reporting", purpose="esf_age_band")
+    assert [(a["pupil_id"], a["on"]) for a in answers] == [(str(p), on) for p, on in enquiries]
+    assert all(set(a) == {"pupil_id", "on", "band"} for a in answers)  # never the birth date
+    return [a["band"] for a in answers]
+
+
+def test_the_age_band_is_the_pupils_age_on_the_day_asked(app: IdentificationApplication) -> None:
+    adult = register(app, personal_code="140300-20007", birth_date=date(2000, 3, 14), grade=12)
+    assert ask(
+        app,
+        (adult.id, date(2025, 3, 13)),  # the day before the 25th birthday
+        (adult.id, date(2025, 3, 14)),  # the birthday
+        (adult.id, date(2019, 10, 1)),
+    ) == ["below_25", "25_or_over", "below_25"]
+    reads = app.reads_of(adult.id)
+    assert [(r["by"], r["role"], r["purpose"]) for r in reads] == [
+        ("reporting", "service", "esf_age_band")
+    ] * 3  # one record per pupil asked, naming who asked and why
+    assert app.get_pupil(adult.id).version == 1
+
+
+def test_an_erased_or_unknown_pupil_has_no_age_band(app: IdentificationApplication) -> None:
+    pupil = register(app)
+    erased = register(app, personal_code="321234-56789")
+    app.erase_pupil(erased.id, by="dpo")
+    nobody = uuid4()
+    assert ask(
+        app,
+        (pupil.id, date(2019, 10, 1)),
+        (erased.id, date(2019, 10, 1)),
+        (nobody, date(2019, 10, 1)),
+    ) == [
+        "below_25",
+        "unknown",
+        "unknown",
+    ]
+    assert app.reads_of(erased.id) == [] and app.reads_of(nobody) == []  # nothing was read
+    assert len(app.reads_of(pupil.id)) == 1
