@@ -29,7 +29,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from services.reporting.domain import BUDGET_STATES, RULE_OF, project
+from services.reporting.domain import (
+    AGE_BAND_ANSWERED,
+    BUDGET_STATES,
+    REPORTING,
+    RULE_OF,
+    age_enquiry,
+    project,
+)
+from services.reporting.enquiries import AgeEnquiries, Enquiry
 from services.reporting.journal import APPEND_LOCK, Journal, stamp
 from services.reporting.readmodel import READ_MODEL_VERSION, MemoryState, ReadModels, SqlState
 from services.reporting.report import (
@@ -58,6 +66,8 @@ if TYPE_CHECKING:  # the inbox brings eventlet, which the command line does with
     from shared.inbox import IncomingEvent
 
 Query = Callable[..., list[Any]]
+# Sends age enquiries (pupil_id, on) and gives identification's answers (pupil_id, on, band).
+AskAges = Callable[[list[dict[str, str]]], list[dict[str, str]]]
 NATIONWIDE = (AUDITOR, NATIONAL_COORDINATOR)
 # A rebuild or a replay pauses between statements to fold pages in memory; PostgreSQL's
 # default here (eventsourcing's 5 s) would end it under load.
@@ -93,11 +103,13 @@ class ReportingApplication(ServiceApplication):
         self.pause = pause
         self.journal = Journal(self.table_prefix)
         self.models = ReadModels(self.table_prefix)
+        self.enquiries = AgeEnquiries(self.table_prefix)
         # A replay holds a whole model in memory: one at a time per process.
         self._replaying = threading.Lock()
         with self.transaction() as sql:
             self.journal.create_table(sql)
             self.models.create_meta(sql)
+            self.enquiries.create_table(sql)
         guard_append_only(self, self.journal.table)
         # A new store, or read models of an earlier definition: built from the journal.
         self.rebuild(only_if_outdated=True)
@@ -121,8 +133,38 @@ class ReportingApplication(ServiceApplication):
                 envelope.payload,
                 occurred_at,
             )
+            if envelope.event_type == "plan_fully_approved" and envelope.source == "planning":
+                enquiry = age_enquiry(state, envelope.aggregate_id)
+                self.enquiries.add(sql, [enquiry] if enquiry else [])
 
         return effect
+
+    # -- age enquiries -------------------------------------------------------------------
+    def ask_ages(self, ask: AskAges, batch: int = 100) -> int:
+        """Send the oldest waiting age enquiries through ``ask`` and journal each answer;
+        how many were journalled. An error of ``ask`` leaves every enquiry waiting."""
+        waiting = self.enquiries.oldest(self.query, batch)
+        if not waiting:
+            return 0
+        answers = ask([{"pupil_id": pupil_id, "on": on} for pupil_id, on in waiting])
+        asked = set(waiting)
+        return sum(self._journal_answer(a) for a in answers if (a["pupil_id"], a["on"]) in asked)
+
+    def _journal_answer(self, answer: dict[str, str]) -> bool:
+        enquiry: Enquiry = (answer["pupil_id"], answer["on"])
+        payload = {"pupil_id": enquiry[0], "on": enquiry[1], "band": answer["band"]}
+        with self.transaction() as sql:
+            self.journal.lock(sql)
+            if not self.enquiries.settle(sql, enquiry):
+                return False  # answered already, by another replica
+            self.journal.append_own(sql, REPORTING, AGE_BAND_ANSWERED, enquiry[0], payload)
+            state = SqlState(sql, self.models)
+            now = datetime.now(UTC).isoformat()
+            project(state, REPORTING, AGE_BAND_ANSWERED, enquiry[0], payload, now)
+        return True
+
+    def age_enquiries_waiting(self) -> int:
+        return self.enquiries.count(self.query)
 
     # -- rebuild -------------------------------------------------------------------------
     def rebuild(self, only_if_outdated: bool = False) -> Rebuilt | None:
@@ -139,6 +181,7 @@ class ReportingApplication(ServiceApplication):
             state, entries = self.fold(_bound(sql))
             self.models.write_all(sql, state, self.pause)
             self.models.set_version(sql)
+            self.enquiries.add(sql, _unanswered(state))
         return Rebuilt(entries, state.size(), time.perf_counter() - started, self.digest())
 
     def _version(self) -> int | None:
@@ -230,7 +273,8 @@ class ReportingApplication(ServiceApplication):
 
     # -- the programme's gauges ----------------------------------------------------------
     def programme_figures(self) -> dict[str, Any]:
-        """Pupils at risk now, plans by status and the budgets' money (EUR), all schools."""
+        """Pupils at risk now, plans by status and the budgets' money (EUR), all schools; and
+        the age enquiries waiting for identification's answer."""
         m = self.models
         with self.reading() as query:
             at_risk = query(
@@ -241,12 +285,14 @@ class ReportingApplication(ServiceApplication):
                 "SELECT SUM(allocated_eur) AS allocated, SUM(committed_eur) AS committed, "
                 f"SUM(spent_eur) AS spent FROM {m['budgets']}"
             )
+            waiting = self.enquiries.count(query)
         statuses = dict.fromkeys(PLAN_STATUSES, 0)
         statuses.update({row["status"]: int(row["n"]) for row in plans})
         return {
             "pupils_at_risk": int(at_risk[0]["n"]),
             "plans": statuses,
             "budget_eur": {s: int(money[0][s] or 0) / 100 for s in BUDGET_STATES},
+            "age_enquiries_waiting": waiting,
         }
 
 
@@ -271,6 +317,12 @@ def tenant_scope(
             raise ForbiddenError("this report is outside your school")
         return municipality, user.school
     raise ForbiddenError(f"role {user.role} may not read reports")
+
+
+def _unanswered(state: MemoryState) -> set[Enquiry]:
+    """The age enquiries the supported plans need that the journal holds no answer to."""
+    needed = (age_enquiry(state, plan_id) for (plan_id,) in state.tables["plans"])
+    return {enquiry for enquiry in needed if enquiry is not None}
 
 
 @contextmanager

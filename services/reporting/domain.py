@@ -18,14 +18,20 @@ Rows, by table (money and hours in hundredths, exact integers):
   per time a risk sign was recorded; ``resolved_on`` is the UTC date on which
   identification recorded the resolution (the event's occurred-at), empty while open;
 - ``plans``: plan_id -> pupil_id, school_id, semester, status, supported,
-  previous_plan_id, outcome. ``status`` follows planning's events exactly as planning's
-  own aggregate does; ``supported`` is 1 once the plan was fully approved
+  previous_plan_id, outcome, approved_on. ``status`` follows planning's events exactly as
+  planning's own aggregate does; ``supported`` is 1 once the plan was fully approved
   (``plan_fully_approved``) and stays 1 whatever happens later; ``outcome`` is set by
   the evaluation or by the closing (a departure closes with the departure's outcome);
+  ``approved_on`` is the UTC date of the plan's first full approval: the pupil's entry
+  into the operation with this plan, the day ESF asks the pupil's age on;
+- ``ages``: (pupil_id, on_date) -> band: identification's answer to reporting's age
+  enquiry (``below_25``, ``25_or_over`` or ``unknown``), journalled by reporting itself
+  as an ``age_band_answered`` entry of source ``reporting`` (see ``age_enquiry``);
 - ``years``: (school_year, pupil_id) -> profile, and for each semester of the year the
   school, plan and outcome of the pupil's *supported* plan then (fully approved and not
-  deactivated; planning keeps one live plan per pupil and semester): one row per pupil,
-  so distinct pupils are counted without sorting plans;
+  deactivated; planning keeps one live plan per pupil and semester), and the pupil's age
+  band on that plan's ``approved_on`` (empty until answered): one row per pupil, so
+  distinct pupils are counted without sorting plans;
 - ``plan_counts``: (semester, school_id, status) -> plans, continued (those with a
   previous plan): counters moved by every change of a plan's status;
 - ``hours``: (plan_id, kind) -> school_id, semester, hours, cost: consultations logged
@@ -49,7 +55,7 @@ from operator import add
 from typing import Any, Protocol
 
 from shared import vocabulary
-from shared.vocabulary import OUTCOMES
+from shared.vocabulary import AGE_BANDS, OUTCOMES
 
 # -- vocabulary -------------------------------------------------------------------------
 
@@ -90,17 +96,16 @@ def grade_band(grade: int | None, school_kind: str | None) -> str:
     return "1-4" if grade <= 4 else "5-6" if grade <= 6 else "7-9" if grade <= 9 else "10-12"
 
 
-def below_25(grade: int | None) -> bool:
-    """Whether a participant counts as below 25 years of age in the period.
-
-    Identification keeps birth dates sealed and publishes none (shared/contracts), so
-    reporting cannot compute an age. Every participant is a pupil of general education
-    grades 1-12 or of vocational courses 1-4 (initial education); the report counts each
-    such pupil as below 25. A pupil reporting knows nothing about (no registration
-    received) is not counted. If auditors need the figure from birth dates, identification
-    must publish an age band with ``pupil_registered``.
-    """
-    return grade is not None
+# ESF counts a participant's age on entry into the operation. Identification keeps birth
+# dates sealed and publishes none (shared/contracts), so reporting asks it, over RPC, for
+# the pupil's band on the day the pupil's plan was first fully approved, and journals
+# the answer. Until an answer is journalled the pupil's age is not known: the report
+# counts such pupils, and those identification could not answer for (erased), apart.
+BELOW_25 = vocabulary.BELOW_25
+AGE_UNKNOWN = vocabulary.AGE_UNKNOWN
+# Reporting's own journal entries: answers to its age enquiries.
+REPORTING = "reporting"
+AGE_BAND_ANSWERED = "age_band_answered"
 
 
 # -- money and hours ----------------------------------------------------------------------
@@ -204,7 +209,7 @@ def _risk_sign_resolved(s: State, pupil_id: str, p: Mapping[str, Any], occurred_
 
 # -- planning ------------------------------------------------------------------------------
 
-_PUPIL, _SCHOOL, _SEMESTER, _STATUS, _SUPPORTED, _PREVIOUS, _OUTCOME = range(7)
+_PUPIL, _SCHOOL, _SEMESTER, _STATUS, _SUPPORTED, _PREVIOUS, _OUTCOME, _APPROVED_ON = range(8)
 
 
 def is_supported(plan: Row) -> bool:
@@ -218,6 +223,7 @@ def _refresh_years(s: State, pupil_id: str, school_years: set[str]) -> None:
     pupil = s.get("pupils", (pupil_id,))
     for year in sorted(school_years):
         row: Row = [pupil[3] if pupil else UNKNOWN_PROFILE]
+        bands: Row = []
         for term in ("1", "2"):
             semester = f"{year}-{term}"
             held = sorted(
@@ -225,14 +231,42 @@ def _refresh_years(s: State, pupil_id: str, school_years: set[str]) -> None:
             )
             plan_id, plan = held[-1] if held else (None, None)
             row += [plan[_SCHOOL], plan_id, plan[_OUTCOME]] if plan else [None, None, None]
+            bands.append(_band_on_entry(s, pupil_id, plan))
+        row += bands
         key = (year, pupil_id)
         old = s.get("years", key)
         if old != row and (old is not None or row[1] is not None or row[4] is not None):
             s.put("years", key, row)
 
 
+def _band_on_entry(s: State, pupil_id: str, plan: Row | None) -> str | None:
+    """The pupil's age band on the day the plan was first fully approved, once answered."""
+    if plan is None or plan[_APPROVED_ON] is None:
+        return None
+    answer = s.get("ages", (pupil_id, plan[_APPROVED_ON]))
+    return None if answer is None else str(answer[0])
+
+
+def age_enquiry(s: State, plan_id: str) -> tuple[str, str] | None:
+    """The (pupil id, day) whose age band the plan's support needs and nobody answered yet."""
+    plan = s.get("plans", (plan_id,))
+    if plan is None or plan[_APPROVED_ON] is None:
+        return None
+    key = (plan[_PUPIL], plan[_APPROVED_ON])
+    return None if s.get("ages", key) is not None else key
+
+
 def _plan_drafted(s: State, plan_id: str, p: Mapping[str, Any], _: str) -> None:
-    row = [p["pupil_id"], p["school_id"], p["semester"], "draft", 0, p["previous_plan_id"], None]
+    row = [
+        p["pupil_id"],
+        p["school_id"],
+        p["semester"],
+        "draft",
+        0,
+        p["previous_plan_id"],
+        None,
+        None,
+    ]
     s.put("plans", (plan_id,), row)
     _count_plan(s, row, 1)
 
@@ -276,6 +310,17 @@ def _fully_approved(row: Row, p: Mapping[str, Any]) -> None:
     row[_SUPPORTED] = 1
 
 
+_approve = _plan_change(_fully_approved)
+
+
+def _plan_fully_approved(s: State, plan_id: str, p: Mapping[str, Any], occurred_at: str) -> None:
+    """Supported from now on; the first full approval is the pupil's entry with this plan."""
+    plan = s.get("plans", (plan_id,))
+    if plan is not None and plan[_APPROVED_ON] is None:
+        s.put("plans", (plan_id,), [*plan[:_APPROVED_ON], utc_date(occurred_at)])
+    _approve(s, plan_id, p, occurred_at)
+
+
 def _started(row: Row, _: Mapping[str, Any]) -> None:
     # As planning's Plan: an approved plan is in progress from its first delivered support;
     # a suspended one learns its status again when it is resumed.
@@ -300,6 +345,15 @@ def _consultation_logged(s: State, plan_id: str, p: Mapping[str, Any], _: str) -
     row = s.get("hours", key) or [plan[_SCHOOL], plan[_SEMESTER], 0, 0]
     s.put("hours", key, [row[0], row[1], row[2] + hours, row[3] + cost])
     _count(s, "hour_sums", (plan[_SEMESTER], plan[_SCHOOL], p["kind"]), [hours, cost])
+
+
+# -- reporting's own entries ------------------------------------------------------------------
+
+
+def _age_band_answered(s: State, pupil_id: str, p: Mapping[str, Any], _: str) -> None:
+    band = p["band"] if p["band"] in AGE_BANDS else AGE_UNKNOWN
+    s.put("ages", (pupil_id, p["on"]), [band])
+    _refresh_years(s, pupil_id, {school_year_of(row[_SEMESTER]) for _, row in s.plans_of(pupil_id)})
 
 
 # -- provisioning ---------------------------------------------------------------------------
@@ -407,7 +461,7 @@ RULES: dict[str, dict[str, Rule]] = {
     "planning": {
         "plan_drafted": _plan_drafted,
         "plan_submitted": _status("in_approval"),
-        "plan_fully_approved": _plan_change(_fully_approved),
+        "plan_fully_approved": _plan_fully_approved,
         "plan_returned": _plan_change(_status_of_payload),
         "plan_revision_started": _status("under_revision"),
         "plan_suspended": _status("suspended"),
@@ -435,6 +489,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "budget_released": _budget_change(_budget_released),
         "budget_spent": _budget_change(_budget_spent),
     },
+    REPORTING: {AGE_BAND_ANSWERED: _age_band_answered},
 }
 """Events not named here (a measure added, an approval at one level, a confirmation, a
 departure...) are journalled and change no row: no indicator depends on them."""

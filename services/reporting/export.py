@@ -21,6 +21,8 @@ SUMMARY = (
     "pupils_at_risk.total",
     "pupils_supported.total",
     "pupils_supported.below_25",
+    "pupils_supported.age_25_or_over",
+    "pupils_supported.age_unknown",
     "plans_continued",
     "consultation_hours.total",
     "consultation_hours.cost_eur",

@@ -4,7 +4,9 @@
 - ``pumpurs_programme_pupils_at_risk``: pupils with at least one risk sign not resolved;
 - ``pumpurs_programme_plans{status}``: plans of every semester by current status;
 - ``pumpurs_programme_budget_eur{state}``: the schools' budgets of every semester added up,
-  ``allocated``, ``committed`` (reserved, not yet delivered) and ``spent``.
+  ``allocated``, ``committed`` (reserved, not yet delivered) and ``spent``;
+- ``pumpurs_reporting_age_enquiries_pending``: supported pupils' age enquiries not yet
+  answered by identification (stays up while identification is unreachable).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from shared.metrics import metrics_for
 from shared.vocabulary import PLAN_STATUSES
 
 
-def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+def _families() -> tuple[GaugeMetricFamily, ...]:
     return (
         GaugeMetricFamily(
             "pumpurs_programme_pupils_at_risk", "Pupils with a risk sign not yet resolved."
@@ -37,6 +39,10 @@ def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily
             "pumpurs_programme_budget_eur",
             "The schools' budgets of every semester added up, by state of the money.",
             labels=["state"],
+        ),
+        GaugeMetricFamily(
+            "pumpurs_reporting_age_enquiries_pending",
+            "Age enquiries of supported pupils waiting for identification's answer.",
         ),
     )
 
@@ -52,13 +58,14 @@ class ProgrammeCollector(Collector):
         app = store_of(self.container).app
         assert isinstance(app, ReportingApplication)
         figures = app.programme_figures()
-        at_risk, plans, budget = _families()
+        at_risk, plans, budget, enquiries = _families()
         at_risk.add_metric([], figures["pupils_at_risk"])
         for status in PLAN_STATUSES:
             plans.add_metric([status], figures["plans"][status])
         for state in BUDGET_STATES:
             budget.add_metric([state], figures["budget_eur"][state])
-        return iter((at_risk, plans, budget))
+        enquiries.add_metric([], figures["age_enquiries_waiting"])
+        return iter((at_risk, plans, budget, enquiries))
 
 
 class ProgrammeGauges(DependencyProvider):

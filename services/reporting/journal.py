@@ -11,12 +11,17 @@ increases with ``seq``: on PostgreSQL appends are serialised by an advisory lock
 until commit, on SQLite by the database's write lock, and each stamp is at least one
 microsecond after the previous one. So the entries received at or before a time T are
 exactly those a reader could see at T, which is what ``as_of`` replays rely on.
+
+Reporting appends entries of its own too (source ``reporting``, numbered 1, 2, ... in
+journal order): the answers identification gave to its age enquiries, so a rebuild or
+an ``as_of`` replay counts an answer exactly from the moment it was journalled.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -48,6 +53,10 @@ REPLAYED = "seq, source, event_type, aggregate_id, occurred_at, payload"
 
 def stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime(_STAMP)
+
+
+def _json(payload: Mapping[str, Any]) -> str:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
 
 
 def parse_stamp(text: str) -> datetime:
@@ -88,20 +97,42 @@ class Journal:
             envelope.aggregate_version,
             envelope.occurred_at.isoformat(),
             envelope.actor,
-            json.dumps(envelope.payload, separators=(",", ":"), ensure_ascii=False),
+            _json(envelope.payload),
         )
 
         def effect(sql: Sql) -> None:
-            if sql.dialect == POSTGRES:
-                sql.execute(APPEND_LOCK)
-            received_at = self._next_stamp(sql)
-            sql.execute(
-                f"INSERT INTO {self.table} ({', '.join(_COLUMNS)}) "
-                f"VALUES ({', '.join('?' * len(_COLUMNS))})",
-                (received_at, *values),
-            )
+            self.lock(sql)
+            self._insert(sql, values)
 
         return effect
+
+    def append_own(
+        self, sql: Sql, source: str, event_type: str, aggregate_id: str, payload: Mapping[str, Any]
+    ) -> None:
+        """Append an entry of reporting's own, numbered after the source's last one."""
+        self.lock(sql)
+        row = sql.execute(
+            f"SELECT MAX(notification_id) AS n FROM {self.table} WHERE source = ?", (source,)
+        ).fetchone()
+        number = int(row["n"] or 0) + 1
+        now = datetime.now(UTC).isoformat()
+        values = (source, number, str(uuid.uuid4()), event_type, 1, aggregate_id, 1, now)
+        self._insert(sql, (*values, source, _json(payload)))
+
+    @staticmethod
+    def lock(sql: Sql) -> None:
+        """Hold appends (PostgreSQL; SQLite's write lock does it) until this transaction ends:
+        taken first by every transaction that appends, so none waits on another's rows."""
+        if sql.dialect == POSTGRES:
+            sql.execute(APPEND_LOCK)
+
+    def _insert(self, sql: Sql, values: tuple[Any, ...]) -> None:
+        """Insert an entry stamped now (the caller holds the append lock)."""
+        sql.execute(
+            f"INSERT INTO {self.table} ({', '.join(_COLUMNS)}) "
+            f"VALUES ({', '.join('?' * len(_COLUMNS))})",
+            (self._next_stamp(sql), *values),
+        )
 
     def _next_stamp(self, sql: Sql) -> str:
         now = datetime.now(UTC)

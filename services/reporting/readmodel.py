@@ -27,7 +27,7 @@ Query = Callable[..., list[Any]]
 
 # Raise when a table's definition or a rule changes: the service then rebuilds the read
 # models from the journal when it starts (or ``pumpurs migrate reporting`` does).
-READ_MODEL_VERSION = 2
+READ_MODEL_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,16 @@ TABLES: tuple[Table, ...] = (
     Table(
         "plans",
         ("plan_id",),
-        ("pupil_id", "school_id", "semester", "status", "supported", "previous_plan_id", "outcome"),
+        (
+            "pupil_id",
+            "school_id",
+            "semester",
+            "status",
+            "supported",
+            "previous_plan_id",
+            "outcome",
+            "approved_on",
+        ),
         _integers("supported"),
         (("pupil_id",), ("semester", "school_id")),
     ),
@@ -85,9 +94,12 @@ TABLES: tuple[Table, ...] = (
             "s2_school",
             "s2_plan",
             "s2_outcome",
+            "s1_age",
+            "s2_age",
         ),
         clustered=True,
     ),
+    Table("ages", ("pupil_id", "on_date"), ("band",), clustered=True),
     Table(
         "plan_counts",
         ("semester", "school_id", "status"),

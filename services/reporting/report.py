@@ -17,10 +17,14 @@ Definitions (the figures auditors trace back with ``?explain=<indicator>``):
   was spent on it). Split by the gender and grade identification registered (``F``,
   ``M``); ``by_isced``: ISCED 1 for grades 1-6, 2 for 7-9, 3 for 10-12 and for every
   vocational course; ``by_grade_band``: 1-4, 5-6, 7-9, 10-12, vocational;
-  ``by_isced_gender`` both at once; ``below_25`` (and ``below_25_by_gender``): see
-  ``domain.below_25``, an assumption while identification publishes no age;
-  ``by_school``: distinct pupils per school with a supported plan there (a pupil
-  supported at two schools counts at each, once in ``total``). A pupil whose
+  ``by_isced_gender`` both at once; ``below_25`` (and ``below_25_by_gender``): pupils
+  below 25 years of age on entry, the day their first supported plan in the period (and
+  scope) was first fully approved, as identification answered reporting's enquiry
+  (journalled, so ``as_of`` counts an answer only from the moment it was journalled);
+  ``age_25_or_over`` the others answered; ``age_unknown`` those with no answer yet or
+  none to give (erased): the three add up to ``total``; ``by_school``: distinct pupils
+  per school with a supported plan there (a pupil supported at two schools counts at
+  each, once in ``total``). A pupil whose
   registration reporting has not received counts under ``unknown``.
 - ``institutions_supported``: schools with at least one supported plan in the period.
 - ``pupils_at_risk``: distinct pupils with a risk sign that was open at some time in the
@@ -56,13 +60,13 @@ from datetime import date
 from typing import Any
 
 from services.reporting.domain import (
+    BELOW_25,
     CONTINUED_OUTCOMES,
     GENDERS,
     GRADE_BANDS,
     INACTIVE,
     ISCED_LEVELS,
     LEFT_OUTCOMES,
-    UNKNOWN,
     decimal_text,
     hundredths,
 )
@@ -70,7 +74,13 @@ from services.reporting.readmodel import ReadModels
 from shared.errors import InvalidInputError, NotFoundError
 from shared.schools import reference_schools
 from shared.semesters import Semester
-from shared.vocabulary import CONSULTATION_KINDS, MATERIAL_KINDS, PLAN_STATUSES, RISK_GROUPS
+from shared.vocabulary import (
+    AGED_25_OR_OVER,
+    CONSULTATION_KINDS,
+    MATERIAL_KINDS,
+    PLAN_STATUSES,
+    RISK_GROUPS,
+)
 
 Query = Callable[..., list[Any]]
 _SCHOOL_YEAR = re.compile(r"^(\d{4})-(\d{4})$")
@@ -238,6 +248,22 @@ class EsfReport:
             params += values
         return f"CASE {' '.join(cases)} END", params
 
+    def entry_band(self) -> Fragment:
+        """The pupil's age band on entry: that of the first semester of the period in which
+        the pupil held a supported plan in scope (null until answered)."""
+        cases, params = [], []
+        for term in self.terms:
+            where, values = self.held(term)
+            cases.append(f"WHEN {where} THEN s{term}_age")
+            params += values
+        return f"CASE {' '.join(cases)} END", params
+
+    def band_of(self, row: Any) -> str | None:
+        """``entry_band`` of one ``years`` row."""
+        term = next(t for t in self.terms if self.holds(row, t))
+        band: str | None = row[f"s{term}_age"]
+        return band
+
     # -- the document ---------------------------------------------------------------------
     def document(self, as_of: str | None) -> dict[str, Any]:
         hours = self.consultation_hours()
@@ -264,16 +290,19 @@ class EsfReport:
 
     # -- pupils ----------------------------------------------------------------------------
     def pupils_supported(self) -> dict[str, Any]:
+        age, age_params = self.entry_band()
         where, params = self.held_in_period()
         rows = self.q(
-            f"SELECT profile, COUNT(*) AS n FROM {self.m['years']} WHERE {where} GROUP BY profile",
-            params,
+            f"SELECT profile, {age} AS age, COUNT(*) AS n FROM {self.m['years']} "
+            f"WHERE {where} GROUP BY profile, age",
+            age_params + params,
         )
         gender = dict.fromkeys(GENDERS, 0)
         isced = dict.fromkeys(ISCED_LEVELS, 0)
         isced_gender = {level: dict.fromkeys(GENDERS, 0) for level in ISCED_LEVELS}
         bands = dict.fromkeys(GRADE_BANDS, 0)
-        young, young_gender = 0, dict.fromkeys(GENDERS, 0)
+        ages = dict.fromkeys(AGE_FIGURES, 0)
+        young_gender = dict.fromkeys(GENDERS, 0)
         for row in rows:
             n = int(row["n"])
             g, level, band = row["profile"].split(" ")
@@ -281,16 +310,18 @@ class EsfReport:
             _add(isced, level, n)
             _add(isced_gender.setdefault(level, dict.fromkeys(GENDERS, 0)), g, n)
             _add(bands, band, n)
-            if level != UNKNOWN:  # see domain.below_25: every pupil reporting knows
-                young += n
+            _add(ages, age_figure(row["age"]), n)
+            if row["age"] == BELOW_25:
                 _add(young_gender, g, n)
         return {
             "total": sum(gender.values()),
             "by_gender": gender,
             "by_isced": isced,
             "by_isced_gender": isced_gender,
-            "below_25": young,
+            "below_25": ages["below_25"],
             "below_25_by_gender": young_gender,
+            "age_25_or_over": ages["age_25_or_over"],
+            "age_unknown": ages["age_unknown"],
             "by_grade_band": bands,
         }
 
@@ -413,6 +444,14 @@ def planned(alias: str = "") -> str:
     )
 
 
+AGE_FIGURES = ("below_25", "age_25_or_over", "age_unknown")
+
+
+def age_figure(band: str | None) -> str:
+    """Which of the report's age figures a pupil with this entry band counts in."""
+    return {BELOW_25: "below_25", AGED_25_OR_OVER: "age_25_or_over"}.get(band or "", "age_unknown")
+
+
 def _add(counts: dict[str, int], key: str, n: int) -> None:
     counts[key] = counts.get(key, 0) + n
 
@@ -480,7 +519,7 @@ class Explainer:
         """Each supported pupil's row and the (school, plan) of each semester it counts."""
         where, params = self.r.held_in_period()
         rows = self.r.q(
-            "SELECT pupil_id, profile, s1_school, s1_plan, s2_school, s2_plan "
+            "SELECT pupil_id, profile, s1_school, s1_plan, s2_school, s2_plan, s1_age, s2_age "
             f"FROM {self.r.m['years']} WHERE {where}",
             params,
         )
@@ -509,7 +548,7 @@ class Explainer:
         for row, held in self._held():
             if rest[:1] == ["by_school"]:
                 held = [(school, plan) for school, plan in held if school == ".".join(rest[1:])]
-            elif not _in_category(row["profile"], rest):
+            elif not _in_category(row["profile"], self.r.band_of(row), rest):
                 held = []
             if held:
                 found.pupil_ids.add(row["pupil_id"])
@@ -600,18 +639,21 @@ class Explainer:
         return self._plans([row for row in rows if row["outcome"] in outcomes])
 
 
-def _in_category(profile: str, rest: list[str]) -> bool:
-    """Whether a pupil's profile (``"F 2 7-9"``) falls under a breakdown's key."""
+def _in_category(profile: str, age: str | None, rest: list[str]) -> bool:
+    """Whether a pupil's profile (``"F 2 7-9"``) and age band on entry fall under a
+    breakdown's key."""
     gender, level, band = profile.split(" ")
     what, *value = rest or ["total"]
     key = ".".join(value)
-    known = level != UNKNOWN
+    figure = age_figure(age)
     return {
         "total": True,
         "by_gender": gender == key,
         "by_isced": level == key,
         "by_isced_gender": key in (level, f"{level}.{gender}"),
         "by_grade_band": band == key,
-        "below_25": known,
-        "below_25_by_gender": known and gender == key,
+        "below_25": figure == "below_25",
+        "below_25_by_gender": figure == "below_25" and gender == key,
+        "age_25_or_over": figure == "age_25_or_over",
+        "age_unknown": figure == "age_unknown",
     }.get(what, False)

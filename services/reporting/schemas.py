@@ -10,6 +10,7 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate, va
 from services.reporting.application import ReportRequest
 from services.reporting.report import Period
 from shared.errors import PumpursError
+from shared.vocabulary import AGE_BANDS
 
 FORMATS = ("json", "csv", "xlsx")
 
@@ -51,3 +52,15 @@ class EsfQuerySchema(Schema):
             explain=data.get("explain"),
         )
         return {"request": report, "format": data["format"]}
+
+
+class AgeBandAnswerSchema(Schema):
+    """One of identification's answers to an age enquiry (``age_bands`` over RPC)."""
+
+    pupil_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    on = fields.Date(required=True)
+    band = fields.String(required=True, validate=validate.OneOf(AGE_BANDS))
+
+
+class AgeBandAnswersSchema(Schema):
+    answers = fields.List(fields.Nested(AgeBandAnswerSchema), required=True)

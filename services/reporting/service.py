@@ -14,6 +14,7 @@ from typing import Any
 import eventlet
 from werkzeug.wrappers import Response
 
+from services.reporting.ages import AgeDesk, AgeEnquirer, AgeEnquiryTimer
 from services.reporting.application import ReportingApplication
 from services.reporting.audit import AuditRoutes
 from services.reporting.export import export
@@ -37,6 +38,7 @@ class ReportingService(AuditRoutes, ServiceBase):
     name = "reporting"
     app: ReportingApplication = EventStore(make_application)
     gauges = ProgrammeGauges()
+    age_desk: AgeDesk = AgeEnquirer()
 
     @inbox("identification")
     def on_identification_event(self, event: IncomingEvent) -> None:
@@ -49,6 +51,11 @@ class ReportingService(AuditRoutes, ServiceBase):
     @inbox("provisioning")
     def on_provisioning_event(self, event: IncomingEvent) -> None:
         self.app.receive(event)
+
+    @AgeEnquiryTimer.decorator(interval=1)
+    def ask_ages(self) -> None:
+        """Supported pupils' age bands, asked of identification and journalled."""
+        self.age_desk.ask_waiting()
 
     @route(
         "GET",

@@ -11,7 +11,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -40,6 +40,7 @@ TEN, ELEVEN = "daugavpils-10-vsk", "daugavpils-11-psk"
 TECH = "riga-tehnikums"  # registered through identification: vocational, in riga
 AUDITOR = Principal("aina", "auditor")
 ON = datetime(2019, 10, 1, 12, tzinfo=UTC)
+SEM2_APPROVED = datetime(2020, 2, 1, 9, tzinfo=UTC)
 
 
 class Feed:
@@ -123,7 +124,9 @@ class Feed:
         self.send("planning", "plan_drafted", plan_id, payload)
         return plan_id
 
-    def approve(self, plan_id: str, pupil_id: str, school: str, semester: str) -> None:
+    def approve(
+        self, plan_id: str, pupil_id: str, school: str, semester: str, on: datetime = ON
+    ) -> None:
         self.send("planning", "plan_submitted", plan_id, {"pending_level": "school"})
         for level in ("school", "municipality", "national"):
             self.send("planning", "plan_approved", plan_id, {"level": level, "by": "x"})
@@ -135,7 +138,7 @@ class Feed:
             "status": "approved",
             "material_measures": [],
         }
-        self.send("planning", "plan_fully_approved", plan_id, payload)
+        self.send("planning", "plan_fully_approved", plan_id, payload, on)
 
     def consult(self, plan_id: str, kind: str, hours: str, rate: str) -> None:
         cost = f"{Decimal(hours) * Decimal(rate):.2f}"
@@ -191,6 +194,7 @@ class Pupil:
     grade: int
     gender: str
     vocational: bool = False
+    born: date = date(2008, 4, 1)  # what identification knows and reporting never sees
     pupil_id: str = ""
     open_groups: set[str] = field(default_factory=set)  # groups of signs open in SEM1
     plans: dict[str, dict[str, Any]] = field(default_factory=dict)  # plan id -> facts
@@ -233,11 +237,12 @@ def scenario(app: ReportingApplication) -> Scenario:
     f.school(TECH, "riga", "vocational")
     pupils = {
         "anna": Pupil(TEN, 5, "F"),
-        "boris": Pupil(TEN, 8, "M"),
+        "boris": Pupil(TEN, 8, "M", born=date(1990, 5, 1)),  # an adult learner: 29 on entry
         "c": Pupil(ELEVEN, 2, "F"),
         "d": Pupil(TECH, 2, "M", vocational=True),
         "e": Pupil(TEN, 11, "F"),
-        "f": Pupil(TECH, 3, "F", vocational=True),
+        # 24 on entry in semester I, 25 when her semester II plan was approved
+        "f": Pupil(TECH, 3, "F", vocational=True, born=date(1995, 1, 15)),
     }
     for p in pupils.values():
         p.pupil_id = f.pupil(p.school, p.grade, p.gender)
@@ -247,7 +252,8 @@ def scenario(app: ReportingApplication) -> Scenario:
         plan_id = f.plan(p.pupil_id, p.school, semester, previous)
         p.plans[plan_id] = {"semester": semester, "supported": supported, "school": p.school}
         if supported:
-            f.approve(plan_id, p.pupil_id, p.school, semester)
+            on = ON if semester == SEM1 else SEM2_APPROVED
+            f.approve(plan_id, p.pupil_id, p.school, semester, on)
         return plan_id
 
     f.sign(a.pupil_id, "learning.absences", "2019-10-01")
@@ -300,6 +306,40 @@ def scenario(app: ReportingApplication) -> Scenario:
     return Scenario(f, pupils)
 
 
+def age(p: Pupil, day: date) -> int:
+    return day.year - p.born.year - ((day.month, day.day) < (p.born.month, p.born.day))
+
+
+class Identification:
+    """Answers age enquiries as identification does, from the birth dates the test chose;
+    or fails as an unreachable identification would."""
+
+    def __init__(self, scenario: Scenario, erased: tuple[str, ...] = ()) -> None:
+        self.born = {p.pupil_id: p.born for p in scenario.pupils.values()}
+        self.erased = {scenario.pupils[name].pupil_id for name in erased}
+        self.asked: list[dict[str, str]] = []
+        self.reachable = True
+
+    def __call__(self, enquiries: list[dict[str, str]]) -> list[dict[str, str]]:
+        if not self.reachable:
+            raise TimeoutError("identification did not answer")
+        self.asked += enquiries
+        return [
+            {**e, "band": self.band(e["pupil_id"], date.fromisoformat(e["on"]))} for e in enquiries
+        ]
+
+    def band(self, pupil_id: str, day: date) -> str:
+        born = self.born.get(pupil_id)
+        if born is None or pupil_id in self.erased:
+            return "unknown"
+        years = day.year - born.year - ((day.month, day.day) < (born.month, born.day))
+        return "below_25" if years < 25 else "25_or_over"
+
+
+def answer_every_enquiry(app: ReportingApplication, scenario: Scenario, **kwargs: Any) -> int:
+    return app.ask_ages(Identification(scenario, **kwargs))
+
+
 def report(app: ReportingApplication, user: Principal = AUDITOR, **kwargs: Any) -> dict[str, Any]:
     period = kwargs.pop("period", None) or Period.semester(SEM1)
     return app.esf_report(ReportRequest(period, **kwargs), user)
@@ -328,7 +368,16 @@ def test_every_indicator_of_a_semester_matches_what_was_sent(
         bands[band] += 1
     assert i["pupils_supported"]["by_isced"] == isced
     assert i["pupils_supported"]["by_grade_band"] == bands
-    assert i["pupils_supported"]["below_25"] == len(supported)
+    # No age band asked of identification is answered yet: every age is unknown, and says so.
+    assert i["pupils_supported"]["age_unknown"] == len(supported)
+    assert i["pupils_supported"]["below_25"] == i["pupils_supported"]["age_25_or_over"] == 0
+    answer_every_enquiry(app, scenario)
+    ages = report(app)["indicators"]["pupils_supported"]
+    assert ages["below_25"] == sum(1 for p in supported if age(p, ON.date()) < 25) == 2
+    assert ages["age_25_or_over"] == 1 and ages["age_unknown"] == 0
+    assert ages["below_25_by_gender"] == {
+        g: sum(1 for p in supported if p.gender == g and age(p, ON.date()) < 25) for g in "FM"
+    }
     assert i["pupils_supported"]["by_school"] == {TEN: 2, TECH: 1}
     assert i["institutions_supported"] == len({p.school for p in supported}) == 2
 
@@ -618,3 +667,101 @@ def test_the_command_line_gives_the_same_report(
     assert explained["pupil_ids"] == [scenario.pupils["boris"].pupil_id]
     assert main(["report", "esf", "--semester", "2019-2020-3"]) == 2
     assert "semester" in capsys.readouterr().err
+
+
+# -- ages: asked of identification, journalled -----------------------------------------------
+
+
+def waiting(app: ReportingApplication) -> set[tuple[str, str]]:
+    return set(app.enquiries.oldest(app.query, 1000))
+
+
+def test_each_supported_plan_waits_for_its_pupils_age_on_entry(
+    app: ReportingApplication, scenario: Scenario
+) -> None:
+    p = scenario.pupils
+    on_entry = {(p[n].pupil_id, ON.date().isoformat()) for n in ("anna", "boris", "d", "f")}
+    # d's plan was deactivated after its approval; f's semester II plan entered later.
+    assert waiting(app) == on_entry | {(p["f"].pupil_id, SEM2_APPROVED.date().isoformat())}
+    assert app.programme_figures()["age_enquiries_waiting"] == 5
+
+    identification = Identification(scenario, erased=("anna",))
+    identification.reachable = False
+    with pytest.raises(TimeoutError):
+        app.ask_ages(identification)
+    assert len(waiting(app)) == 5  # still waiting, to be asked again
+    entries = app.journal.count(app.query)
+
+    identification.reachable = True
+    assert app.ask_ages(identification, batch=2) == 2  # the oldest two
+    assert app.ask_ages(identification) == 3
+    assert waiting(app) == set() and app.ask_ages(identification) == 0
+    assert len(identification.asked) == 5  # each asked once
+    assert app.journal.count(app.query) == entries + 5  # each answer an entry of the journal
+
+    semester = report(app)["indicators"]["pupils_supported"]
+    # anna was erased before identification answered: her age is unknown, and shown so.
+    assert (semester["below_25"], semester["age_25_or_over"], semester["age_unknown"]) == (1, 1, 1)
+    assert semester["below_25_by_gender"] == {"F": 1, "M": 0}
+    second = report(app, period=Period.semester(SEM2))["indicators"]["pupils_supported"]
+    assert (second["below_25"], second["age_25_or_over"]) == (0, 1)  # f was 25 by then
+    year = report(app, period=Period.school_year("2019-2020"))["indicators"]["pupils_supported"]
+    assert (year["below_25"], year["age_25_or_over"], year["age_unknown"]) == (1, 1, 1)
+
+    def explained(figure: str, semester: str = SEM1) -> list[str]:
+        period = Period.semester(semester)
+        ids: list[str] = report(app, explain=figure, period=period)["explain"]["pupil_ids"]
+        return ids
+
+    assert explained("pupils_supported.below_25") == [p["f"].pupil_id]
+    assert explained("pupils_supported.age_25_or_over") == [p["boris"].pupil_id]
+    assert explained("pupils_supported.age_unknown") == [p["anna"].pupil_id]
+    assert explained("pupils_supported.below_25_by_gender.F") == [p["f"].pupil_id]
+    assert explained("pupils_supported.below_25", SEM2) == []
+
+
+def test_an_answer_counts_as_of_when_it_was_journalled_and_survives_a_rebuild(
+    app: ReportingApplication, scenario: Scenario
+) -> None:
+    unanswered = report(app)
+    answer_every_enquiry(app, scenario)
+    answered = report(app)
+    assert answered["indicators"]["pupils_supported"]["below_25"] == 2
+    as_of = datetime.fromisoformat(unanswered["as_of"].replace("Z", "+00:00"))
+    assert report(app, as_of=as_of) == unanswered  # the answers came later
+    later = datetime.fromisoformat(answered["as_of"].replace("Z", "+00:00"))
+    assert report(app, as_of=later) == answered
+
+    digest = app.digest()
+    rebuilt = app.rebuild()
+    assert rebuilt is not None and rebuilt.digest == digest
+    assert report(app) == answered and waiting(app) == set()
+
+
+def test_a_rebuild_asks_again_for_every_age_the_journal_has_no_answer_to(
+    app: ReportingApplication, scenario: Scenario
+) -> None:
+    """As for a journal kept before ages were asked: its supported plans get enquiries."""
+    identification = Identification(scenario)
+    before = waiting(app)
+    assert app.ask_ages(identification, batch=1) == 1
+    with app.transaction() as sql:
+        sql.execute(f"DELETE FROM {app.enquiries.table}")
+    assert waiting(app) == set()
+    app.rebuild()
+    assert waiting(app) == before - {(a["pupil_id"], a["on"]) for a in identification.asked}
+    assert app.ask_ages(identification) == 4
+    assert report(app)["indicators"]["pupils_supported"]["age_unknown"] == 0
+
+
+def test_an_answer_to_nothing_asked_is_not_journalled(
+    app: ReportingApplication, scenario: Scenario
+) -> None:
+    entries = app.journal.count(app.query)
+    stranger = {"pupil_id": str(uuid.uuid4()), "on": "2019-10-01", "band": "below_25"}
+
+    def confused(enquiries: list[dict[str, str]]) -> list[dict[str, str]]:
+        return [stranger]
+
+    assert app.ask_ages(confused) == 0
+    assert app.journal.count(app.query) == entries and len(waiting(app)) == 5

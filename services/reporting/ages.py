@@ -1,0 +1,75 @@
+"""Asking identification for supported pupils' age bands (``age_bands`` over nameko RPC).
+
+The enquiries wait in reporting's store (``enquiries.py``); a timer (every
+``PUMPURS_AGE_ENQUIRY_INTERVAL`` seconds, 1 by default) sends the oldest of them, at most
+``BATCH`` a call, and the application journals each answer. While identification does
+not answer (stopped, unreachable, slower than ``PUMPURS_AGE_RPC_TIMEOUT``), the tick logs
+a warning and the enquiries wait for the next one: the inbox never waits for this.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from marshmallow import ValidationError
+from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
+from nameko.extensions import DependencyProvider
+from nameko.standalone.rpc import ClusterRpcProxy
+from nameko.timer import Timer
+
+from services.reporting.application import ReportingApplication
+from services.reporting.schemas import AgeBandAnswersSchema
+from shared.eventstore import store_of
+from shared.rpc import BROKER_ERRORS
+from shared.web import schema_instance
+
+log = logging.getLogger(__name__)
+
+BATCH = 100  # identification takes at most 200 a call
+# A malformed answer is refused like a missing one: nothing is journalled from it.
+RPC_ERRORS = (RpcTimeout, RemoteError, UnknownService, ValidationError, *BROKER_ERRORS)
+
+
+class AgeEnquiryTimer(Timer):
+    """nameko's timer, its interval from PUMPURS_AGE_ENQUIRY_INTERVAL (seconds)."""
+
+    def setup(self) -> None:
+        self.interval = float(os.environ.get("PUMPURS_AGE_ENQUIRY_INTERVAL", "1"))
+
+
+class AgeDesk:
+    """One tick's work: send what waits, journal what comes back."""
+
+    def __init__(self, app: ReportingApplication, config: dict[str, Any], timeout: float) -> None:
+        self.app, self.config, self.timeout = app, config, timeout
+
+    def ask_waiting(self) -> int:
+        """Journal answers to the waiting enquiries; how many (0 if identification is away)."""
+        try:
+            return self.app.ask_ages(self._ask, BATCH)
+        except RPC_ERRORS as exc:
+            log.warning(
+                "identification did not answer the age enquiries (%s); they wait for the next try",
+                type(exc).__name__,
+            )
+            return 0
+
+    def _ask(self, enquiries: list[dict[str, str]]) -> list[dict[str, str]]:
+        with ClusterRpcProxy(self.config, timeout=self.timeout) as rpc:
+            answer = rpc.identification.age_bands(enquiries=enquiries)
+        loaded = schema_instance(AgeBandAnswersSchema).load(answer)
+        return [{**a, "on": a["on"].isoformat()} for a in loaded["answers"]]
+
+
+class AgeEnquirer(DependencyProvider):
+    """Gives the timer's worker an AgeDesk."""
+
+    def setup(self) -> None:
+        self.timeout = float(os.environ.get("PUMPURS_AGE_RPC_TIMEOUT", "10"))
+
+    def get_dependency(self, worker_ctx: Any) -> AgeDesk:
+        app = store_of(self.container).app
+        assert isinstance(app, ReportingApplication)
+        return AgeDesk(app, dict(self.container.config), self.timeout)

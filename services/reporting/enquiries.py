@@ -1,0 +1,63 @@
+"""Reporting's age enquiries still waiting for identification's answer.
+
+A pupil's plan becoming supported needs the pupil's age band on the day of that first full
+approval (``domain.age_enquiry``). The enquiry is written here in the same transaction as
+the event's journal entry and read-model rows, so none is lost and none is made twice; a
+timer sends them in batches over RPC (``age_bands`` of identification) and each answer
+is journalled and folded in the transaction that deletes its enquiry. If identification
+does not answer, the enquiries simply stay here and are sent again at the next tick:
+nothing waits for them.
+
+This table is work to do, not a read model: a rebuild leaves it alone and then adds an
+enquiry for every supported plan whose answer the journal does not hold (which is also
+how a journal from before age enquiries gets its enquiries).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.store import Sql
+
+Query = Callable[..., list[Any]]
+Enquiry = tuple[str, str]  # (pupil id, day as YYYY-MM-DD)
+
+
+class AgeEnquiries:
+    def __init__(self, prefix: str) -> None:
+        self.table = f"{prefix}age_enquiries"
+
+    def create_table(self, sql: Sql) -> None:
+        sql.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.table} (pupil_id TEXT NOT NULL, "
+            "on_date TEXT NOT NULL, asked_since TEXT NOT NULL, PRIMARY KEY (pupil_id, on_date))"
+        )
+
+    def add(self, sql: Sql, enquiries: Iterable[Enquiry]) -> None:
+        since = datetime.now(UTC).isoformat()
+        sql.executemany(
+            f"INSERT INTO {self.table} (pupil_id, on_date, asked_since) VALUES (?, ?, ?) "
+            "ON CONFLICT (pupil_id, on_date) DO NOTHING",
+            [(pupil_id, on, since) for pupil_id, on in enquiries],
+        )
+
+    def oldest(self, query: Query, limit: int) -> list[Enquiry]:
+        rows = query(
+            f"SELECT pupil_id, on_date FROM {self.table} "
+            "ORDER BY asked_since, pupil_id, on_date LIMIT ?",
+            (limit,),
+        )
+        return [(str(row["pupil_id"]), str(row["on_date"])) for row in rows]
+
+    def settle(self, sql: Sql, enquiry: Enquiry) -> bool:
+        """Delete the enquiry; False if it was gone (another replica's answer came first)."""
+        rows = sql.execute(
+            f"DELETE FROM {self.table} WHERE pupil_id = ? AND on_date = ? RETURNING pupil_id",
+            enquiry,
+        ).fetchall()
+        return bool(rows)
+
+    def count(self, query: Query) -> int:
+        return int(query(f"SELECT COUNT(*) AS n FROM {self.table}")[0]["n"])
