@@ -61,6 +61,9 @@ def stack(system: Any) -> Iterator[dict[str, Any]]:
             "identification@other": Client(
                 processes["identification"].url, token("teacher", school=OTHER_SCHOOL)
             ),
+            "identification@dpo": Client(
+                processes["identification"].url, token("data_protection_officer")
+            ),
             **{role: Client(processes["planning"].url, t) for role, t in planning.items()},
             "provisioning": Client(processes["provisioning"].url, planning["director"]),
             "budgets": Client(processes["provisioning"].url, planning["municipal"]),
@@ -140,6 +143,16 @@ def settled(s: dict[str, Any]) -> dict[str, int]:
     return dict(wait_until(journalled, timeout=30, interval=0.2))
 
 
+def ages_answered(client: Client) -> None:
+    """Once reporting journalled identification's answer to every age enquiry (asked by a
+    timer after each plan's full approval)."""
+
+    def answered() -> bool:
+        return bool(reported(client)["indicators"]["pupils_supported"]["age_unknown"] == 0)
+
+    wait_until(answered, timeout=30, interval=0.2)
+
+
 def test_the_esf_report_follows_what_the_services_did(stack: dict[str, Any]) -> None:
     s = stack
     auditor = s["report:auditor"]
@@ -153,6 +166,7 @@ def test_the_esf_report_follows_what_the_services_did(stack: dict[str, Any]) -> 
     draft = draft_plan(s["teacher"], drafted)["plan_id"]
     elsewhere = register_at_risk(s["identification@other"], school=OTHER_SCHOOL, grade=11)
     settled(s)
+    ages_answered(auditor)
 
     document = reported(auditor)
     i = document["indicators"]
@@ -163,6 +177,18 @@ def test_the_esf_report_follows_what_the_services_did(stack: dict[str, Any]) -> 
     assert i["pupils_supported"]["by_gender"] == {"F": 1, "M": 0}
     assert i["pupils_supported"]["by_isced"] == {"1": 0, "2": 1, "3": 0}  # grade 7
     assert i["pupils_supported"]["by_school"] == {SCHOOL: 1}
+    # Born 2008-03-01, as identification was told and reporting asked it: below 25.
+    assert i["pupils_supported"]["below_25"] == 1
+    assert i["pupils_supported"]["below_25_by_gender"] == {"F": 1, "M": 0}
+    assert (i["pupils_supported"]["age_25_or_over"], i["pupils_supported"]["age_unknown"]) == (0, 0)
+    why = ok(
+        auditor.get(ESF, params={"semester": SEMESTER, "explain": "pupils_supported.below_25"})
+    )
+    assert why["explain"]["pupil_ids"] == [supported]
+    reads = ok(s["identification@dpo"].get(f"/pupils/{supported}/personal-data-reads"))["items"]
+    assert [(r["by"], r["role"], r["purpose"]) for r in reads] == [
+        ("reporting", "service", "esf_age_band")
+    ]
     assert i["institutions_supported"] == 1
     assert i["plans_by_status"]["in_progress"] == 1 and i["plans_by_status"]["draft"] == 1
     assert i["consultation_hours"]["by_kind"]["psychologist"] == "2.00"
@@ -209,6 +235,7 @@ def test_the_esf_report_follows_what_the_services_did(stack: dict[str, Any]) -> 
     assert reporting.metric("pumpurs_programme_plans", status="draft") == 1
     assert reporting.metric("pumpurs_programme_budget_eur", state="allocated") == 1000
     assert reporting.metric("pumpurs_programme_budget_eur", state="spent") == 20
+    assert reporting.metric("pumpurs_reporting_age_enquiries_pending") == 0
 
     # More happens; the report as of the first one's time is still the first one.
     deliver(s, provision, "40.00", "R-2")
