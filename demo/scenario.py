@@ -28,6 +28,8 @@ EVALUATED_ON = date(2019, 12, 20)
 MONTH_ENDS = (date(2019, 9, 30), date(2019, 10, 31), date(2019, 11, 29), date(2019, 12, 20))
 # Grades 1-4 of general education take part only from 2021/2022: at risk, but no plan.
 FIRST_PLAN_GRADE = 5
+# One pupil is an adult learner finishing secondary school: ESF's participants of 25 or over.
+ADULT_BORN = date(1992, 5, 17)
 CENT = Decimal("0.01")
 
 MATERIAL_KINDS = frozenset(vocabulary.MATERIAL_KINDS)
@@ -326,6 +328,7 @@ def build(
     _one_month_unpaid(plans)
     successor = _successor(plans)
     plans.append(successor)
+    _adult_learner(rng, plans)
     return Scenario(
         seed=seed,
         schools=school_list,
@@ -579,6 +582,18 @@ def _deliveries(
             receipt = f"DPV-2019-{next(receipts):04d}"
             deliveries.append(Delivery(measure, day, amount, receipt))
     return deliveries
+
+
+def _adult_learner(rng: random.Random, plans: list[Plan]) -> None:
+    """The supported pupil of the highest grade (the first by key) is an adult, so the ESF
+    report's below_25 is not simply every pupil; adults sign their own plans' consent."""
+    supported = [p for p in plans if p.fully_approved and p.semester == SEMESTER]
+    pupil = min(supported, key=lambda p: (-p.pupil.grade, p.pupil.key)).pupil
+    pupil.birth_date = ADULT_BORN
+    pupil.personal_code = old_format_code(rng, ADULT_BORN)
+    for plan in plans:
+        if plan.pupil is pupil:
+            plan.consent_given_by = "pupil"
 
 
 def _successor(plans: list[Plan]) -> Plan:

@@ -12,7 +12,10 @@ The definitions the expected figures follow (the issue's, made precise):
   planned at what it delivered;
 - result: per supported pupil, the outcome of the latest plan that has one: continues
   learning, transferred or graduated against left education (a departure closes the plan
-  as left education), and the share of the first, to four decimals.
+  as left education), and the share of the first, to four decimals;
+- below 25: ESF's age on entry, from the birth date the seed registered, on the (UTC) day
+  the pupil's first supported plan of the period was first approved at the national level
+  (as planning recorded it: the seed approves 2019's plans today).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import io
 import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -72,11 +76,25 @@ def money(values: Iterable[Decimal]) -> Decimal:
     return sum(values, Decimal(0))
 
 
+def entry_days(api: Api, scenario: Scenario) -> dict[str, date]:
+    """The day each supported plan was first approved at the national level (its first full
+    approval: every chain of the demo's municipal schools ends there)."""
+    days = {}
+    for plan in (p for p in scenario.plans if p.fully_approved):
+        answer = api.get("planning", f"/plans/{plan.plan_id}", NATIONAL)
+        first = next(a["at"] for a in answer["approvals"] if a["level"] == "national")
+        days[plan.key] = datetime.fromisoformat(first).astimezone(UTC).date()
+    return days
+
+
 def expected(
-    scenario: Scenario, semesters: tuple[str, ...], schools: set[str] | None = None
+    scenario: Scenario,
+    semesters: tuple[str, ...],
+    entered: Mapping[str, date],
+    schools: set[str] | None = None,
 ) -> dict[str, Any]:
-    """Every indicator of the period and scope, from the scenario alone (zero figures left out:
-    the report may list them or not)."""
+    """Every indicator of the period and scope, from the scenario alone and the days its plans
+    were approved (zero figures left out: the report may list them or not)."""
     rates = {k: Decimal(v) for k, v in json.loads(RATES.read_text())["eur_per_hour"].items()}
     ends_on = Semester.parse(semesters[-1]).ends_on
 
@@ -86,6 +104,10 @@ def expected(
     plans = [p for p in scenario.plans if p.semester in semesters and in_scope(p.pupil.school_id)]
     supported = [p for p in plans if p.fully_approved]
     pupils = {p.pupil.key: p.pupil for p in supported}.values()
+    first_plans = {
+        p.pupil.key: p for p in sorted(supported, key=lambda p: p.semester, reverse=True)
+    }
+    young = sum(1 for p in first_plans.values() if p.pupil.age_on(entered[p.key]) < 25)
     at_risk = [
         p
         for p in scenario.at_risk
@@ -114,7 +136,9 @@ def expected(
                 "total": len(pupils),
                 "by_gender": Counter(p.gender for p in pupils),
                 "by_isced": Counter(isced(p.grade) for p in pupils),
-                "below_25": sum(1 for p in pupils if p.age_on(ends_on) < 25),
+                "below_25": young,
+                "age_25_or_over": len(pupils) - young,
+                "age_unknown": 0,
                 "by_grade_band": Counter(grade_band(p.grade) for p in pupils),
                 "by_school": Counter(p.school_id for p in pupils),
             },
@@ -207,10 +231,11 @@ def test_the_daugavpils_demo_reports_exactly_what_was_sent(system: Any) -> None:
             assert pupil.family_name not in log.getvalue()
             assert pupil.personal_code not in log.getvalue()
 
-        reporting_caught_up(api, scenario)
-        semester_report_matches(api, scenario)
-        explanations_name_the_pupils(api, scenario)
-        school_year_and_scopes_agree(api, scenario)
+        entered = entry_days(api, scenario)
+        reporting_caught_up(api, scenario, entered)
+        semester_report_matches(api, scenario, entered)
+        explanations_name_the_pupils(api, scenario, entered)
+        school_year_and_scopes_agree(api, scenario, entered)
 
 
 def seeded_as_planned(api: Api, scenario: Scenario) -> None:
@@ -236,11 +261,11 @@ def a_second_seed_creates_nothing(api: Api, scenario: Scenario, log: io.StringIO
     assert api.counts["replayed"] > before.get("replayed", 0)
 
 
-def reporting_caught_up(api: Api, scenario: Scenario) -> None:
+def reporting_caught_up(api: Api, scenario: Scenario, entered: Mapping[str, date]) -> None:
     """Reporting learns everything from events, a little after the seed's last answer: wait
     (bounded) until the school year's report shows all that was sent. If it never does, the
     assertions that follow show what differs."""
-    want = expected(scenario, (SEMESTER, NEXT_SEMESTER))
+    want = expected(scenario, (SEMESTER, NEXT_SEMESTER), entered)
     params = {"school_year": SCHOOL_YEAR}
 
     def matches() -> bool:
@@ -255,18 +280,20 @@ def report(api: Api, plans: int, **params: str) -> dict[str, Any]:
     return settled_report(api, params, plans)
 
 
-def semester_report_matches(api: Api, scenario: Scenario) -> None:
+def semester_report_matches(api: Api, scenario: Scenario, entered: Mapping[str, date]) -> None:
     plans = len(scenario.plans_in(SEMESTER))
     got = report(api, plans, semester=SEMESTER)
-    want = expected(scenario, (SEMESTER,))
+    want = expected(scenario, (SEMESTER,), entered)
     assert shown(got["indicators"], want) == want
     # The figures behind the demo's story, spelled out.
     assert want["result"]["left"] == 1
     assert want["plans_by_status"]["draft"] == want["plans_by_status"]["in_approval"] == 1
     assert want["material_eur"]["delivered"]["total"] > 0
+    assert want["pupils_supported"]["age_25_or_over"] >= 1  # the adult learner at least
+    assert want["pupils_supported"]["below_25"] >= 1
 
 
-def explanations_name_the_pupils(api: Api, scenario: Scenario) -> None:
+def explanations_name_the_pupils(api: Api, scenario: Scenario, entered: Mapping[str, date]) -> None:
     def explain(indicator: str) -> dict[str, Any]:
         params = {"semester": SEMESTER, "explain": indicator}
         answer: dict[str, Any] = api.get("reporting", "/reports/esf", AUDITOR, params=params)
@@ -279,20 +306,25 @@ def explanations_name_the_pupils(api: Api, scenario: Scenario) -> None:
     girls = explain("pupils_supported.by_gender.F")
     assert set(girls["pupil_ids"]) == {p.pupil.pupil_id for p in supported if p.pupil.gender == "F"}
     assert explain("result.left")["pupil_ids"] == [scenario.departure.pupil.pupil_id]
+    young = {p.pupil.pupil_id for p in supported if p.pupil.age_on(entered[p.key]) < 25}
+    assert set(explain("pupils_supported.below_25")["pupil_ids"]) == young
+    older = set(explain("pupils_supported.age_25_or_over")["pupil_ids"])
+    assert older == {p.pupil.pupil_id for p in supported} - young
 
 
-def school_year_and_scopes_agree(api: Api, scenario: Scenario) -> None:
+def school_year_and_scopes_agree(api: Api, scenario: Scenario, entered: Mapping[str, date]) -> None:
     year = (SEMESTER, NEXT_SEMESTER)
     plans = len(scenario.plans)
     whole = report(api, plans, school_year=SCHOOL_YEAR)
-    assert shown(whole["indicators"], expected(scenario, year)) == expected(scenario, year)
+    want = expected(scenario, year, entered)
+    assert shown(whole["indicators"], want) == want
     daugavpils = report(api, plans, school_year=SCHOOL_YEAR, municipality="daugavpils")
     assert daugavpils["indicators"] == whole["indicators"]
 
     school = scenario.continued.pupil.school_id  # a school with plans in both semesters
     here = [p for p in scenario.plans if p.pupil.school_id == school]
     one = report(api, len(here), school_year=SCHOOL_YEAR, school_id=school)
-    want = expected(scenario, year, {school})
+    want = expected(scenario, year, entered, {school})
     assert shown(one["indicators"], want) == want
     by_school = whole["indicators"]["pupils_supported"]["by_school"]
     assert one["indicators"]["pupils_supported"]["total"] == by_school[school]

@@ -47,8 +47,15 @@ def test_pupils_pass_identifications_checks_and_their_ages_fit_their_grades() ->
     assert len(set(codes)) == len(codes) == 150
     for pupil in demo.pupils:
         assert check_personal_code(pupil.personal_code, pupil.birth_date) == pupil.personal_code
-        # Grade 1 in the year a child turns 7, a year later after repeating one.
-        assert pupil.age_on(date(2019, 9, 1)) - pupil.grade in (5, 6, 7)
+    # Grade 1 in the year a child turns 7, a year later after repeating one; and one adult
+    # learner, supported, who signs the plan's consent herself or himself.
+    adults = [p for p in demo.pupils if p.age_on(date(2019, 9, 1)) >= 25]
+    assert len(adults) == 1
+    for pupil in demo.pupils:
+        assert pupil in adults or pupil.age_on(date(2019, 9, 1)) - pupil.grade in (5, 6, 7)
+    adult_plans = [p for p in demo.plans if p.pupil is adults[0]]
+    assert any(p.fully_approved for p in adult_plans)
+    assert {p.consent_given_by for p in adult_plans} == {"pupil"}
     new_format = sum(1 for c in codes if c.startswith("32"))
     assert 0 < new_format < len(codes)
     letters = "".join(p.given_name + p.family_name for p in demo.pupils)
