@@ -29,6 +29,8 @@ LABELS = {
     "below_25": "below 25 years",
     "by_isced_gender": "by ISCED level and gender",
     "below_25_by_gender": "below 25 years, by gender",
+    "age_25_or_over": "25 years or over",
+    "age_unknown": "age not known (yet)",
     "cost_eur": "their cost, EUR",
     "by_grade_band": "by grade band",
     "by_school": "by school",
