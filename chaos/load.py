@@ -1,0 +1,779 @@
+"""``python -m chaos.load``: a fixed rate of commands across the four services, sustained.
+
+The four services run as real processes (``pumpurs serve``) on a fresh broker vhost and
+the chosen store. Pupils go through one journey of 15 commands by four roles:
+
+  identification  register, record a risk sign (the pupil is flagged at risk)
+  planning        draft a plan, add a consultation measure and a material measure,
+                  submit, approve at the school, the municipality and the nation,
+                  log a consultation, confirm it
+  identification  record a second risk sign
+  provisioning    order the material measure's provision, record its delivery
+  identification  resolve the second risk sign
+
+and reporting consumes every event of the other three. The schedule is open loop
+(``bench.load.open_loop``): command i is due at start + i / rate whatever happened to
+the ones before, and its latency is counted from that time (no coordinated omission).
+Journeys are interleaved so that every cycle of 15 commands holds one of each kind; a
+journey's steps are about half a second apart. A step that needs a consumer to have
+acted (the plan needs planning to know the pupil at risk; the order needs the provision
+that provisioning requests on approval) polls for it, and its latency includes the wait.
+
+The first part of the run (``--warmup``) is not counted. The output is a table per
+command kind and overall (count, errors, p50/p99 ms, achieved rate), each service's
+memory (VmRSS of its process tree) at the start and at the end of the measured window,
+and whether every consumer caught up with every source afterwards. The exit status is 1
+when a command failed, a service grew by 10% or more, the achieved rate fell short by
+more than 3%, a consumer did not catch up, or a service logged an error.
+
+Needs RabbitMQ (and PostgreSQL for ``--store postgres``) described by the environment,
+as ``scripts/rabbitmq.sh`` / ``scripts/postgres.sh`` write it; whatever is missing is
+started privately in var/bench-stack and stopped again (``bench.stack.Stack``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import load
+from bench.stack import CpuMeter, Stack, background_load, log, machine, meter, vhost
+from shared.testing import REPO, Broker, ServiceProcess, Stores, running, token_for, wait_until
+
+SERVICES = ("identification", "planning", "provisioning", "reporting")
+SCHOOL, MUNICIPALITY, SEMESTER = load.SCHOOL, "daugavpils", "2019-2020-1"
+BUDGET_EUR = "10000000.00"
+MEALS_EUR = "90.00"
+STEP_GAP_SECONDS = 0.5  # between two steps of one journey, when nothing is late
+CONSUMER_WAIT_SECONDS = 15.0  # how long a step polls for a consumer before it fails
+MAX_GROWTH_PERCENT = 10.0
+LATE_SECONDS = 0.01  # a step sent this late waited for its journey's previous step
+MEMORY_SAMPLE_SECONDS = 10.0  # RSS over the run, in the JSON output
+MIN_RATE_SHARE = 0.97
+CONSUMES = {
+    "planning": ("identification", "provisioning"),
+    "provisioning": ("planning",),
+    "reporting": ("identification", "planning", "provisioning"),
+}
+
+
+# -- calling the services -------------------------------------------------------------------
+
+
+class Caller:
+    """HTTP calls as the four roles make them, over a pool of keep-alive connections per
+    service (a connection per journey would leave thousands open on the services)."""
+
+    def __init__(self, ports: dict[str, int], keys_dir: Path) -> None:
+        self.ports = ports
+        self.tokens = {
+            "teacher": token_for("teacher", keys_dir, school=SCHOOL),
+            "director": token_for("director", keys_dir, school=SCHOOL),
+            "municipal": token_for("municipal_coordinator", keys_dir, municipality=MUNICIPALITY),
+            "national": token_for("national_coordinator", keys_dir),
+        }
+        self._idle: dict[str, list[load.Http]] = {name: [] for name in ports}
+        self._lock = threading.Lock()
+
+    def raw(
+        self, service: str, role: str, method: str, path: str, body: Any = None
+    ) -> tuple[int, dict[str, Any]]:
+        with self._lock:
+            idle = self._idle[service]
+            http = idle.pop() if idle else load.Http(self.ports[service], None)
+        http.headers["Authorization"] = f"Bearer {self.tokens[role]}"
+        data = None if body is None else json.dumps(body).encode()
+        try:
+            status, raw = http.request(method, path, data)
+        except Exception:
+            http.close()
+            raise
+        with self._lock:
+            self._idle[service].append(http)
+        return status, (json.loads(raw) if raw else {})
+
+    def ok(
+        self, service: str, role: str, method: str, path: str, body: Any = None
+    ) -> dict[str, Any]:
+        status, answer = self.raw(service, role, method, path, body)
+        if not 200 <= status < 300:
+            code = answer.get("error", {}).get("code") if isinstance(answer, dict) else None
+            raise load.HttpError(
+                f"{method} {service} {path.split('/')[1]} answered {status} {code}"
+            )
+        return answer
+
+    def close(self) -> None:
+        with self._lock:
+            for idle in self._idle.values():
+                while idle:
+                    idle.pop().close()
+
+
+# -- one pupil's journey ----------------------------------------------------------------------
+
+
+@dataclass
+class Journey:
+    """What a journey carries from one command to the next."""
+
+    pupil_id: str = ""
+    pupil_version: int = 0
+    plan_id: str = ""
+    plan_version: int = 0
+    talks_id: str = ""
+    consultation_id: str = ""
+    provision_id: str = ""
+    provision_version: int = 0
+    failed: bool = False
+
+
+Step = Callable[[Caller, Journey], int]  # the number of polls it waited for a consumer
+
+
+def _pupil(call: Caller, j: Journey, path: str, body: dict[str, Any]) -> int:
+    body = {**body, "expected_version": j.pupil_version}
+    j.pupil_version = call.ok("identification", "teacher", "POST", path, body)["version"]
+    return 0
+
+
+def _plan(call: Caller, j: Journey, role: str, action: str, **body: Any) -> dict[str, Any]:
+    body = {**body, "expected_version": j.plan_version}
+    answer = call.ok("planning", role, "POST", f"/plans/{j.plan_id}/{action}", body)
+    j.plan_version = answer["version"]
+    return answer
+
+
+def register(call: Caller, j: Journey) -> int:
+    answer = call.ok(
+        "identification", "teacher", "POST", "/pupils", json.loads(load.register_body())
+    )
+    j.pupil_id, j.pupil_version = answer["pupil_id"], answer["version"]
+    return 0
+
+
+def sign(code: str) -> Step:
+    def record(call: Caller, j: Journey) -> int:
+        body = {"code": code, "observed_on": "2019-10-01", "evidence": "seen in class"}
+        return _pupil(call, j, f"/pupils/{j.pupil_id}/risk-signs", body)
+
+    return record
+
+
+def resolve(call: Caller, j: Journey) -> int:
+    path = f"/pupils/{j.pupil_id}/risk-signs/economic.low_income/resolve"
+    return _pupil(call, j, path, {"reason": "free lunches granted"})
+
+
+def polled(attempt: Callable[[], dict[str, Any] | None], what: str) -> tuple[dict[str, Any], int]:
+    """Repeat ``attempt`` until it answers (a consumer has acted); the answer and the polls."""
+    deadline = time.monotonic() + CONSUMER_WAIT_SECONDS
+    polls = 0
+    while True:
+        answer = attempt()
+        if answer is not None:
+            return answer, polls
+        if time.monotonic() > deadline:
+            raise load.HttpError(f"{what} not seen within {CONSUMER_WAIT_SECONDS:.0f}s")
+        polls += 1
+        # Backing off keeps the polls from loading the consumer they wait for.
+        time.sleep(min(0.05 * 2**polls, 0.5))
+
+
+def draft(call: Caller, j: Journey) -> int:
+    consent = {"given_by": "parent", "signed_on": "2019-09-02"}
+    body = {"pupil_id": j.pupil_id, "semester": SEMESTER, "consent": consent}
+
+    def attempt() -> dict[str, Any] | None:
+        status, answer = call.raw("planning", "teacher", "POST", "/plans", body)
+        if status == 201:
+            return answer
+        code = answer.get("error", {}).get("code")
+        if code in ("pupil_not_found", "pupil_not_at_risk"):
+            return None  # planning has not consumed the flag yet
+        raise load.HttpError(f"POST planning plans answered {status} {code}")
+
+    answer, polls = polled(attempt, "the pupil at risk in planning")
+    j.plan_id, j.plan_version = answer["plan_id"], answer["version"]
+    return polls
+
+
+def talks(call: Caller, j: Journey) -> int:
+    j.talks_id = _plan(
+        call,
+        j,
+        "teacher",
+        "measures",
+        kind="psychologist",
+        risk_code="learning.absences",
+        justification="weekly talks about attendance",
+        hours=8,
+    )["measure_id"]
+    return 0
+
+
+def meals(call: Caller, j: Journey) -> int:
+    _plan(
+        call,
+        j,
+        "teacher",
+        "measures",
+        kind="meals",
+        risk_code="learning.absences",
+        justification="lunch at school",
+        amount_eur=MEALS_EUR,
+    )
+    return 0
+
+
+def plan_action(role: str, action: str) -> Step:
+    def act(call: Caller, j: Journey) -> int:
+        _plan(call, j, role, action)
+        return 0
+
+    return act
+
+
+def consultation(call: Caller, j: Journey) -> int:
+    j.consultation_id = _plan(
+        call,
+        j,
+        "teacher",
+        "consultations",
+        measure_id=j.talks_id,
+        date="2019-10-07",
+        hours=1,
+        provider="school psychologist",
+        topic="attendance",
+        remote=False,
+    )["consultation_id"]
+    return 0
+
+
+def confirm(call: Caller, j: Journey) -> int:
+    _plan(
+        call, j, "teacher", f"consultations/{j.consultation_id}/confirm", confirmed_on="2019-10-08"
+    )
+    return 0
+
+
+def order(call: Caller, j: Journey) -> int:
+    def attempt() -> dict[str, Any] | None:
+        path = f"/provisions?plan_id={j.plan_id}"
+        items = call.ok("provisioning", "director", "GET", path)["items"]
+        return items[0] if items else None
+
+    provision, polls = polled(attempt, "the provision requested on approval")
+    body = {"supplier": "school canteen", "amount_eur": MEALS_EUR}
+    answer = _provision(call, provision["provision_id"], provision["version"], "order", body)
+    j.provision_id, j.provision_version = answer["provision_id"], answer["version"]
+    return polls
+
+
+def deliver(call: Caller, j: Journey) -> int:
+    body = {"delivered_on": "2019-10-20", "amount_eur": MEALS_EUR, "receipt_no": "R-1"}
+    j.provision_version = _provision(call, j.provision_id, j.provision_version, "deliver", body)[
+        "version"
+    ]
+    return 0
+
+
+def _provision(
+    call: Caller, provision_id: str, version: int, action: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    path = f"/provisions/{provision_id}/{action}"
+    return call.ok("provisioning", "director", "POST", path, {**body, "expected_version": version})
+
+
+# A material delivery changes the plan (planning records it), so every plan command comes
+# before the provisioning steps, and the plan's version stays the one this journey knows.
+STEPS: list[tuple[str, Step]] = [
+    ("identification register pupil", register),
+    ("identification record risk sign", sign("learning.absences")),
+    ("planning draft plan", draft),
+    ("planning add consultation measure", talks),
+    ("planning add material measure", meals),
+    ("planning submit", plan_action("teacher", "submit")),
+    ("planning approve school", plan_action("director", "approve")),
+    ("planning approve municipality", plan_action("municipal", "approve")),
+    ("planning approve national", plan_action("national", "approve")),
+    ("planning log consultation", consultation),
+    ("planning confirm consultation", confirm),
+    ("identification record 2nd sign", sign("economic.low_income")),
+    ("provisioning order", order),
+    ("provisioning deliver", deliver),
+    ("identification resolve sign", resolve),
+]
+
+
+def schedule(count: int, steps: int, spacing: int) -> list[tuple[int, int]]:
+    """(journey, step) of each of ``count`` slots. Cycle c holds step s of journey
+    c - s * spacing, for every s: each cycle has one command of every kind, and a journey's
+    steps are ``spacing`` cycles apart. Slots of journeys before the first (the ramp-up) are
+    left out rather than left empty, so the rate holds from the first slot."""
+    slots: list[tuple[int, int]] = []
+    cycle = 0
+    while len(slots) < count:
+        slots += [(cycle - s * spacing, s) for s in range(steps) if cycle - s * spacing >= 0]
+        cycle += 1
+    return slots[:count]
+
+
+# -- driving the load --------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    kind: str
+    scheduled: float = 0.0
+    started: float = 0.0
+    answered: float = 0.0
+    ok: bool = False
+    polls: int = 0
+    error: str = ""
+
+
+class Drive:
+    """Open loop over journeys: slot i is due at start + i / rate. Each live journey has
+    its own thread, which sends a step at its slot's time, or as soon as the previous step
+    of the journey answered if that was later; latency counts from the slot's time
+    either way. (bench.load.open_loop runs independent jobs on a fixed pool of clients;
+    here a step waiting for its predecessor must not hold a client another journey needs.)"""
+
+    def __init__(self, call: Caller, count: int, rate: float) -> None:
+        spacing = max(1, round(STEP_GAP_SECONDS * rate / len(STEPS)))
+        self.call, self.rate = call, rate
+        self.slots = schedule(count, len(STEPS), spacing)
+        self.outcomes = [Outcome(STEPS[s][0]) for _, s in self.slots]
+        self.start = 0.0
+
+    def due(self, i: int) -> float:
+        return self.start + i / self.rate
+
+    def journey(self, slots: list[int]) -> None:
+        life = Journey()
+        for i in slots:
+            out = self.outcomes[i]
+            out.scheduled = self.due(i)
+            delay = out.scheduled - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            out.started = time.perf_counter()
+            try:
+                if life.failed:
+                    raise load.HttpError("an earlier step of this journey failed")
+                out.polls = STEPS[self.slots[i][1]][1](self.call, life)
+                out.ok = True
+            except Exception as exc:
+                life.failed = True
+                out.error = f"{type(exc).__name__}: {exc}"
+            out.answered = time.perf_counter()
+
+    def run(self, at_time: Callable[[int], None]) -> None:
+        """Start each journey at its first slot; ``at_time(i)`` is called near slot i's time
+        for every i (between journey starts), for sampling."""
+        by_journey: dict[int, list[int]] = {}
+        for i, (j, _) in enumerate(self.slots):
+            by_journey.setdefault(j, []).append(i)
+        threads = []
+        self.start = time.perf_counter() + 0.05
+        ticked = 0
+        for j in sorted(by_journey):
+            first = by_journey[j][0]
+            while ticked <= first:
+                delay = self.due(ticked) - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                at_time(ticked)
+                ticked += 1
+            thread = threading.Thread(target=self.journey, args=(by_journey[j],), daemon=True)
+            thread.start()
+            threads.append(thread)
+        for i in range(ticked, len(self.slots)):
+            time.sleep(max(0.0, self.due(i) - time.perf_counter()))
+            at_time(i)
+        for thread in threads:
+            thread.join()
+
+
+# -- memory -------------------------------------------------------------------------------
+
+
+def process_tree(pid: int) -> list[int]:
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                todo += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+    return pids
+
+
+def rss_kib(pid: int) -> int:
+    """VmRSS of a process and its descendants, in KiB."""
+    total = 0
+    for p in process_tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total
+
+
+def cpu_meter(services: dict[str, ServiceProcess]) -> CpuMeter:
+    """Cores each service, the load's client and the broker use, and everyone else."""
+    return meter(**{name: s.proc.pid for name, s in services.items() if s.proc is not None})
+
+
+def memory(services: dict[str, ServiceProcess]) -> dict[str, int]:
+    return {name: rss_kib(s.proc.pid) for name, s in services.items() if s.proc is not None}
+
+
+# -- consumers ------------------------------------------------------------------------------
+
+
+def last_stored(stores: Stores, source: str) -> int:
+    column = "notification_id" if stores.kind == "postgres" else "rowid"
+    table = stores.events_table(source)
+    rows = stores.query(source, f"SELECT MAX({column}) AS n FROM {table}")
+    return int(rows[0]["n"] or 0)
+
+
+def last_tracked(stores: Stores, consumer: str, source: str) -> int:
+    table = stores.tracking_table(consumer)
+    sql = f"SELECT MAX(notification_id) AS n FROM {table} WHERE application_name = ?"
+    return int(stores.query(consumer, sql, (source,))[0]["n"] or 0)
+
+
+def lags(stores: Stores) -> dict[str, int]:
+    """Per consumer and source: events stored by the source that the consumer has not applied."""
+    stored = {s: last_stored(stores, s) for s in ("identification", "planning", "provisioning")}
+    return {
+        f"{consumer}<-{source}": stored[source] - last_tracked(stores, consumer, source)
+        for consumer, sources in CONSUMES.items()
+        for source in sources
+    }
+
+
+def journalled_twice(stores: Stores) -> int:
+    """Events in reporting's journal more than once (must be 0)."""
+    rows = stores.query(
+        "reporting",
+        "SELECT COUNT(*) - COUNT(DISTINCT source || ':' || notification_id) AS n "
+        "FROM reporting_journal",
+    )
+    return int(rows[0]["n"] or 0)
+
+
+def caught_up(stores: Stores, timeout: float) -> tuple[dict[str, int], float]:
+    """Wait until every consumer has applied every source's last event; the lags left and
+    the seconds it took."""
+    started = time.monotonic()
+    with suppress(TimeoutError):
+        wait_until(lambda: not any(lags(stores).values()), timeout, 0.5)
+    return lags(stores), round(time.monotonic() - started, 1)
+
+
+def logged_errors(services: dict[str, ServiceProcess]) -> dict[str, int]:
+    """ERROR lines in each service's log (a refused command logs a WARNING only)."""
+    counts = {}
+    for name, service in services.items():
+        text = service.log_path.read_text(errors="replace") if service.log_path.exists() else ""
+        counts[name] = sum(
+            1 for line in text.splitlines() if " ERROR " in line or " CRITICAL " in line
+        )
+    return counts
+
+
+# -- one run --------------------------------------------------------------------------------
+
+
+@dataclass
+class KindSummary:
+    kind: str
+    count: int
+    errors: int
+    p50_ms: float | None
+    p99_ms: float | None
+    per_second: float
+    polls: int
+
+
+@dataclass
+class LoadResult:
+    store: str
+    rate: float
+    seconds: float
+    warmup: float
+    kinds: list[KindSummary]
+    overall: KindSummary
+    memory_start_kib: dict[str, int]
+    memory_end_kib: dict[str, int]
+    lags: dict[str, int]
+    catch_up_seconds: float
+    journalled_twice: int
+    logged_errors: dict[str, int]
+    late_starts: int
+    first_errors: list[str]
+    cpu_cores: dict[str, float] = field(default_factory=dict)
+    memory_samples: list[tuple[float, dict[str, int]]] = field(default_factory=list)
+    background_cores: float | None = None
+
+    @property
+    def growth_percent(self) -> dict[str, float]:
+        return {
+            name: round(100.0 * (self.memory_end_kib[name] - start) / start, 1)
+            for name, start in self.memory_start_kib.items()
+            if start
+        }
+
+    @property
+    def problems(self) -> list[str]:
+        found = []
+        if self.overall.errors:
+            found.append(f"{self.overall.errors} commands failed")
+        if self.overall.per_second < MIN_RATE_SHARE * self.rate:
+            found.append(f"achieved {self.overall.per_second:.1f}/s of {self.rate:.0f}/s")
+        found += [
+            f"{name} grew {growth}%"
+            for name, growth in self.growth_percent.items()
+            if growth >= MAX_GROWTH_PERCENT
+        ]
+        found += [f"{pair} behind by {n} events" for pair, n in self.lags.items() if n]
+        if self.journalled_twice:
+            found.append(f"{self.journalled_twice} events journalled twice by reporting")
+        found += [f"{name} logged {n} errors" for name, n in self.logged_errors.items() if n]
+        return found
+
+
+def summarise(kind: str, outcomes: list[Outcome], window_start: float) -> KindSummary:
+    good = [o for o in outcomes if o.ok]
+    latencies = [o.answered - o.scheduled for o in good]
+    end = max((o.answered for o in good), default=window_start)
+    stats = load.summary_ms(latencies)
+    return KindSummary(
+        kind=kind,
+        count=len(outcomes),
+        errors=len(outcomes) - len(good),
+        p50_ms=stats["p50_ms"],
+        p99_ms=stats["p99_ms"],
+        per_second=round(len(good) / (end - window_start), 1) if end > window_start else 0.0,
+        polls=sum(o.polls for o in outcomes),
+    )
+
+
+def drive(
+    services: dict[str, ServiceProcess],
+    stores: Stores,
+    keys_dir: Path,
+    rate: float,
+    seconds: float,
+    warmup: float,
+) -> LoadResult:
+    """Run the load against running services; what was measured."""
+    ports = {name: s.port for name, s in services.items()}
+    call = Caller(ports, keys_dir)
+    budget = {"amount_eur": BUDGET_EUR}
+    call.ok("provisioning", "municipal", "PUT", f"/budgets/{SCHOOL}/{SEMESTER}", budget)
+    warm, total = int(rate * warmup), int(rate * (warmup + seconds))
+    driver = Drive(call, total, rate)
+    every = max(1, int(rate * MEMORY_SAMPLE_SECONDS))
+    samples: list[tuple[float, dict[str, int]]] = []
+    memory_start: dict[str, int] = {}
+    meters: list[CpuMeter] = []
+
+    def at_time(i: int) -> None:
+        if i % every == 0:
+            samples.append((round(i / rate, 1), memory(services)))
+        if i == warm:
+            memory_start.update(memory(services))
+            meters.append(cpu_meter(services))
+            log(f"load/{stores.kind}: warm-up over, measuring for {seconds:.0f}s")
+
+    log(f"load/{stores.kind}: {rate:.0f} commands/s, {warmup:.0f}s warm-up + {seconds:.0f}s")
+    driver.run(at_time)
+    memory_end = memory(services)
+    cpu = meters[0].read() if meters else {}
+    call.close()
+    measured = driver.outcomes[warm:]
+    window_start = measured[0].scheduled
+    kinds = [
+        summarise(kind, [o for o in measured if o.kind == kind], window_start) for kind, _ in STEPS
+    ]
+    left, catch_up = caught_up(stores, 120.0)
+    return LoadResult(
+        store=stores.kind,
+        rate=rate,
+        seconds=seconds,
+        warmup=warmup,
+        kinds=kinds,
+        overall=summarise("all commands", measured, window_start),
+        memory_start_kib=memory_start,
+        memory_end_kib=memory_end,
+        lags=left,
+        catch_up_seconds=catch_up,
+        journalled_twice=journalled_twice(stores),
+        logged_errors=logged_errors(services),
+        late_starts=sum(1 for o in measured if o.started - o.scheduled > LATE_SECONDS),
+        cpu_cores=cpu,
+        memory_samples=samples,
+        first_errors=sorted({o.error for o in measured if not o.ok})[:5],
+    )
+
+
+def service_env(broker: Broker, stores: Stores, keys_dir: Path, name: str) -> dict[str, str]:
+    return {
+        "AMQP_URI": broker.uri,
+        "PUMPURS_KEYS_DIR": str(keys_dir),
+        "PUMPURS_LOG_LEVEL": "WARNING",
+        **stores.env([name]),
+    }
+
+
+@contextmanager
+def system(
+    broker: Broker, stores: Stores, keys_dir: Path, log_dir: Path
+) -> Iterator[dict[str, ServiceProcess]]:
+    """The four services running, as ``make run`` runs them."""
+    services = {
+        name: ServiceProcess(name, service_env(broker, stores, keys_dir, name), log_dir)
+        for name in SERVICES
+    }
+    with running(*services.values()):
+        yield services
+
+
+def default_warmup(seconds: float, rate: float) -> float:
+    """10% of the run, and at least one journey's length so every kind is in the mix."""
+    spacing = max(1, round(STEP_GAP_SECONDS * rate / len(STEPS)))
+    journey = (len(STEPS) - 1) * spacing * len(STEPS) / rate
+    return round(max(0.1 * seconds, journey), 1)
+
+
+# -- output -------------------------------------------------------------------------------------
+
+
+def fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}"
+
+
+def table(r: LoadResult) -> str:
+    head = ("command", "count", "errors", "p50 ms", "p99 ms", "per s", "polls")
+    rows = [
+        (
+            k.kind,
+            str(k.count),
+            str(k.errors),
+            fmt(k.p50_ms),
+            fmt(k.p99_ms),
+            fmt(k.per_second),
+            str(k.polls),
+        )
+        for k in [*r.kinds, r.overall]
+    ]
+    widths = [max(len(row[i]) for row in [head, *rows]) for i in range(len(head))]
+
+    def line(row: tuple[str, ...]) -> str:
+        cells = [row[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
+        ]
+        return "  ".join(cells)
+
+    out = [
+        f"load on {r.store}: {r.rate:.0f} commands/s for {r.seconds:.0f}s after {r.warmup:.0f}s "
+        f"warm-up (other work on the machine before the run: {r.background_cores} cores)",
+        line(head),
+        *[line(row) for row in rows[:-1]],
+        line(rows[-1]),
+        "",
+        f"{'service':<15}{'RSS start MiB':>15}{'RSS end MiB':>13}{'growth':>9}",
+    ]
+    for name, start in r.memory_start_kib.items():
+        end = r.memory_end_kib.get(name, 0)
+        out.append(
+            f"{name:<15}{start / 1024:>15.1f}{end / 1024:>13.1f}"
+            f"{r.growth_percent.get(name, 0.0):>8.1f}%"
+        )
+    out += [
+        "",
+        f"consumers caught up after {r.catch_up_seconds}s: "
+        + ", ".join(f"{pair} {'ok' if not n else f'{n} behind'}" for pair, n in r.lags.items()),
+        f"reporting journal duplicates: {r.journalled_twice}; late starts: {r.late_starts}; "
+        f"errors logged: {sum(r.logged_errors.values())}",
+    ]
+    out.append(
+        "cores used in the measured window: "
+        + ", ".join(
+            f"{k.removesuffix('_cores')} {v}"
+            for k, v in r.cpu_cores.items()
+            if k.endswith("_cores")
+        )
+    )
+    if r.first_errors:
+        out.append("first errors: " + "; ".join(r.first_errors))
+    out.append("verdict: " + ("PASS" if not r.problems else "FAIL: " + "; ".join(r.problems)))
+    return "\n".join(out)
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m chaos.load", description=__doc__.split("\n\n")[0])
+    p.add_argument("--seconds", type=float, default=300.0, help="measured seconds (300)")
+    p.add_argument("--rate", type=float, default=100.0, help="commands per second (100)")
+    p.add_argument(
+        "--warmup", type=float, help="seconds not counted (10%% of the run, at least one journey)"
+    )
+    p.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
+    p.add_argument("--out", help="JSON results (var/chaos/load-STORE.json)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    warmup = args.warmup if args.warmup is not None else default_warmup(args.seconds, args.rate)
+    base = REPO / "var" / "chaos"
+    base.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix=f"load-{args.store}-", dir=base))
+    with Stack(want_postgres=args.store == "postgres"), vhost(f"load-{args.store}") as broker:
+        stores = Stores(args.store, workdir / "data", os.environ)
+        try:
+            background = background_load()
+            with system(broker, stores, workdir / "keys", workdir) as services:
+                result = drive(services, stores, workdir / "keys", args.rate, args.seconds, warmup)
+            host = machine()
+        finally:
+            stores.drop()
+    result.background_cores = background
+    print(table(result))
+    out = Path(args.out or base / f"load-{args.store}.json")
+    document = {
+        **asdict(result),
+        "growth_percent": result.growth_percent,
+        "problems": result.problems,
+        "machine": host,
+        "logs": str(workdir),
+    }
+    out.write_text(json.dumps(document, indent=2, default=str))
+    log(f"results in {out}; service logs in {workdir}")
+    return 1 if result.problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
