@@ -17,6 +17,27 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"pumpurs store under test: {STORE_KIND}"
 
 
+def _store_free(item: pytest.Item) -> bool:
+    """Marked ``store_free``, or a unit test that does not ask for ``stores``."""
+    if item.get_closest_marker("store_free"):
+        return True
+    in_unit = Path(str(item.path)).parent == Path(__file__).parent / "unit"
+    return in_unit and "stores" not in getattr(item, "fixturenames", ())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the tests that never open a store once per `make test`, not once per store.
+
+    scripts/test.sh sets PUMPURS_TEST_STORE_FREE=0 on every run after the first.
+    """
+    if os.environ.get("PUMPURS_TEST_STORE_FREE", "1") != "0":
+        return
+    dropped = [item for item in items if _store_free(item)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if not _store_free(item)]
+
+
 @pytest.fixture
 def broker() -> Iterator[Broker]:
     broker = Broker.from_env(os.environ)

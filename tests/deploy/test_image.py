@@ -14,6 +14,8 @@ from shared.cli import SERVICES
 from shared.testing import REPO
 from tests.deploy.tools import OVERLAYS, of_kind
 
+pytestmark = pytest.mark.store_free  # opens no store: run with the first store only
+
 DOCKERFILE = (REPO / "Dockerfile").read_text()
 
 

@@ -23,6 +23,8 @@ from tests.deploy.tools import (
     tools_python,
 )
 
+pytestmark = pytest.mark.store_free  # opens no store: run with the first store only
+
 CUSTOM_KINDS = {
     "RabbitmqCluster",
     "Cluster",

@@ -19,6 +19,8 @@ from marshmallow import Schema, fields, validate
 
 from shared.contracts import Contract, Envelope, InvalidMessageError, registry
 
+pytestmark = pytest.mark.store_free  # opens no store: run with the first store only
+
 CONTRACTS = sorted(registry, key=lambda c: (c.source, c.event_type, c.version))
 
 

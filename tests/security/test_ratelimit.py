@@ -7,6 +7,8 @@ import pytest
 from shared.errors import RateLimitedError, error_body, http_status
 from shared.ratelimit import DEFAULT_RATE_PER_SECOND, RateLimiter, rate_limit_config
 
+pytestmark = pytest.mark.store_free  # opens no store: run with the first store only
+
 
 class Clock:
     def __init__(self) -> None:
