@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
+from marshmallow import fields
 
-from shared.web import Route, openapi_path
+from shared.web import JSON, Route, openapi_path
+
+# Money travels as a decimal string in euros ("12.50", shared/api.md), never a JSON number.
+MONEY = {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]{1,2})?$"}
+# The path converters of our routes, as OpenAPI parameter schemas.
+_CONVERTERS = {
+    "uuid": {"type": "string", "format": "uuid"},
+    "int": {"type": "integer"},
+}
+_PATH_VALUE = re.compile(r"<(?:([a-z]+):)?([a-z_]+)>")
 
 _ERROR = {
     "type": "object",
@@ -26,16 +37,20 @@ _ERROR = {
 }
 
 
+def _content(types: tuple[str, ...], schema: Any) -> dict[str, Any]:
+    """JSON has its schema; any other media type (CSV, a spreadsheet, metrics) is text or bytes."""
+    return {media: {"schema": schema if media == JSON else {"type": "string"}} for media in types}
+
+
 def _operation(entry: Route) -> dict[str, Any]:
+    answer = entry.answer_schema or {"type": "object"}
     operation: dict[str, Any] = {
         "operationId": entry.method_name,
         "summary": entry.summary or entry.method_name.replace("_", " "),
         "responses": {
             str(entry.status): {
                 "description": "success",
-                "content": {
-                    "application/json": {"schema": entry.answer_schema or {"type": "object"}}
-                },
+                "content": _content(entry.answer_types, answer),
             },
             "default": {
                 "description": "error",
@@ -48,36 +63,60 @@ def _operation(entry: Route) -> dict[str, Any]:
     if entry.body_schema is not None and not entry.raw_body:
         operation["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": entry.body_schema}},
+            "content": {JSON: {"schema": entry.body_schema}},
+        }
+    elif entry.raw_body:
+        operation["requestBody"] = {
+            "required": True,
+            "content": _content(entry.body_types, {"type": "string"}),
         }
     if not entry.public:
         operation["security"] = [{"bearer": []}]
     return operation
 
 
+def _money_as_string(converter: Any, field: Any, ret: dict[str, Any], **kwargs: Any) -> Any:
+    if not isinstance(field, fields.Decimal):
+        return {}
+    for bound in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        ret.pop(bound, None)  # a string has no numeric bounds; the service checks them (400)
+    return dict(MONEY)
+
+
 def build_openapi(container: Any) -> dict[str, Any]:
+    plugin = MarshmallowPlugin()
     spec = APISpec(
         title=f"Pumpurs {container.service_name}",
         version="1.0.0",
         openapi_version="3.0.3",
-        plugins=[MarshmallowPlugin()],
+        plugins=[plugin],
     )
+    assert plugin.converter is not None
+    plugin.converter.add_attribute_function(_money_as_string)
     spec.components.schema("Error", _ERROR)
     spec.components.security_scheme(
         "bearer", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     )
     paths: dict[str, dict[str, Any]] = {}
+    urls: dict[str, str] = {}
     for entry in sorted(container.entrypoints, key=lambda e: getattr(e, "url", "")):
         if isinstance(entry, Route):
-            paths.setdefault(openapi_path(entry.url), {})[entry.method.lower()] = _operation(entry)
+            path = openapi_path(entry.url)
+            paths.setdefault(path, {})[entry.method.lower()] = _operation(entry)
+            urls.setdefault(path, entry.url)
     for path, operations in paths.items():
-        parameters = [
-            {"in": "path", "name": name, "required": True, "schema": {"type": "string"}}
-            for name in _path_names(path)
-        ]
+        parameters = _path_parameters(urls[path])
         spec.path(path=path, operations=operations, parameters=parameters or None)
     return spec.to_dict()
 
 
-def _path_names(path: str) -> list[str]:
-    return [part[1:-1] for part in path.split("/") if part.startswith("{")]
+def _path_parameters(url: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "in": "path",
+            "name": name,
+            "required": True,
+            "schema": _CONVERTERS.get(converter, {"type": "string"}),
+        }
+        for converter, name in _PATH_VALUE.findall(url)
+    ]

@@ -53,7 +53,9 @@ class ServiceBase(PublishesEvents, AuditsChain):
             return {"status": "ready"}
         return 503, {"status": "not_ready"}
 
-    @route("GET", "/metrics", public=True, summary="Prometheus metrics")
+    @route(
+        "GET", "/metrics", public=True, answer_types=("text/plain",), summary="Prometheus metrics"
+    )
     def metrics(self, call: Call) -> Response:
         return Response(
             self.chassis.metrics_text(),

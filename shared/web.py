@@ -174,6 +174,8 @@ class Route(HttpRequestHandler):
         summary: str = "",
         max_body: int = DEFAULT_MAX_BODY,
         raw_body: bool = False,
+        body_types: tuple[str, ...] = (JSON,),
+        answer_types: tuple[str, ...] = (JSON,),
         **kwargs: Any,
     ) -> None:
         self.body_schema = body
@@ -185,6 +187,9 @@ class Route(HttpRequestHandler):
         self.summary = summary
         self.max_body = max_body
         self.raw_body = raw_body
+        # Media types the OpenAPI document declares: a raw body's, and a success answer's.
+        self.body_types = body_types
+        self.answer_types = answer_types
         # A POST that creates something (201) honours Idempotency-Key.
         self.idempotent = method == "POST" and status == 201
         kwargs.setdefault("expected_exceptions", (PumpursError,))

@@ -199,6 +199,7 @@ class IdentificationService(ServiceBase):
         answer=ImportReportSchema,
         roles=WRITERS,
         raw_body=True,
+        body_types=CSV_TYPES,
         max_body=MAX_JOURNAL_BYTES,
         summary="import one semester's e-journal CSV of a school",
     )

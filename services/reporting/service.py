@@ -17,14 +17,14 @@ from werkzeug.wrappers import Response
 from services.reporting.ages import AgeDesk, AgeEnquirer, AgeEnquiryTimer
 from services.reporting.application import ReportingApplication
 from services.reporting.audit import AuditRoutes
-from services.reporting.export import export
+from services.reporting.export import XLSX, export
 from services.reporting.gauges import ProgrammeGauges
 from services.reporting.schemas import EsfQuerySchema
 from shared.auth import AUDITOR, DIRECTOR, MUNICIPAL_COORDINATOR, NATIONAL_COORDINATOR, TEACHER
 from shared.eventstore import EventStore
 from shared.inbox import IncomingEvent, inbox
 from shared.service import ServiceBase
-from shared.web import Call, route
+from shared.web import JSON, Call, route
 
 REPORT_READERS = (AUDITOR, NATIONAL_COORDINATOR, MUNICIPAL_COORDINATOR, DIRECTOR, TEACHER)
 
@@ -62,6 +62,7 @@ class ReportingService(AuditRoutes, ServiceBase):
         "/reports/esf",
         query=EsfQuerySchema,
         roles=REPORT_READERS,
+        answer_types=(JSON, "text/csv", XLSX),
         summary="the ESF indicators of a semester or school year (json, csv or xlsx)",
     )
     def esf_report(self, call: Call) -> Any:
