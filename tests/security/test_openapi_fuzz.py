@@ -1,0 +1,169 @@
+"""Schemathesis against each service's /openapi.json: no answer is a 5xx, and every answer has
+the status, media type and shape the document declares.
+
+Schemathesis runs from var/tools-venv (scripts/tools.sh installs it from requirements-tools.txt;
+its dependencies would clash with the services' pins in .venv), as `st run` subprocesses
+started together, with a fixed seed and a few examples per operation. The pupil, plan, measure and provision of
+the security scenario are offered as path and body values half of the time, so the runs reach
+real aggregates and not only 404s; the runs change them (they order, cancel, resolve ...).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.testing import REPO
+from tests.security.scenario import MUNICIPALITY, SCHOOL, SEMESTER, Scenario, build, four_services
+
+TOOLS_VENV = Path(os.environ.get("PUMPURS_TOOLS_VENV") or REPO / "var" / "tools-venv")
+CHECKS = (
+    "not_a_server_error",
+    "response_schema_conformance",
+    "status_code_conformance",
+    "content_type_conformance",
+)
+SEED = 20191
+MAX_EXAMPLES = 5
+PERSON = {
+    "given_name": "Fuzzelda",
+    "family_name": "Schemate",
+    "personal_code": "328807-12345",
+    "gender": "F",
+}
+# Who calls each service: the role that may call most of its routes, within its own tenant.
+CALLERS = (
+    ("identification", "director"),
+    ("planning", "director"),
+    ("planning", "national_coordinator"),
+    ("provisioning", "municipal_coordinator"),
+    ("reporting", "national_coordinator"),
+)
+
+
+@pytest.fixture(scope="module")
+def scenario(module_system: Any) -> Iterator[Scenario]:
+    with four_services(module_system) as services:
+        yield build(module_system, services, PERSON)
+
+
+def schemathesis() -> Path:
+    st = TOOLS_VENV / "bin" / "st"
+    if not st.exists():
+        pytest.fail(
+            f"{st} is missing: run scripts/tools.sh (make tools), which installs "
+            "schemathesis from requirements-tools.txt",
+            pytrace=False,
+        )
+    return st
+
+
+def config(scenario: Scenario) -> str:
+    """Known ids and tenants as dictionaries schemathesis draws path and body values from."""
+    known = {
+        "pupils": [scenario.pupil_id],
+        "plans": [scenario.plan_id],
+        "measures": [scenario.measure_id],
+        "consultations": [scenario.consultation_id],
+        "provisions": [scenario.provision_id],
+        "schools": [SCHOOL],
+        "semesters": [SEMESTER],
+        "municipalities": [MUNICIPALITY],
+    }
+    bindings = {
+        "pupil_id": "pupils",
+        "plan_id": "plans",
+        "measure_id": "measures",
+        "consultation_id": "consultations",
+        "provision_id": "provisions",
+        "school_id": "schools",
+        "semester": "semesters",
+        "municipality": "municipalities",
+    }
+    lines = []
+    for name, values in known.items():
+        lines += [f"[dictionaries.{name}]", f"values = {json.dumps(values)}"]
+    lines.append("[parameters]")
+    for field, dictionary in bindings.items():
+        for location in ("path", "query", "body"):
+            binding = f'{{ dictionary = "{dictionary}", probability = 0.5 }}'
+            lines.append(f'"{location}.{field}" = {binding}')
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def runs(
+    module_system: Any, scenario: Scenario, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[tuple[str, str], subprocess.Popen[str]]]:
+    """Every caller's run started at once: they wait on the services more than they compute."""
+    folder = tmp_path_factory.mktemp("schemathesis")
+    config_file = folder / "schemathesis.toml"
+    config_file.write_text(config(scenario))
+    started = {
+        (service, role): start(module_system, scenario, service, role, config_file)
+        for service, role in CALLERS
+    }
+    try:
+        yield started
+    finally:
+        for process in started.values():
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+
+
+def start(
+    system: Any, scenario: Scenario, service: str, role: str, config_file: Path
+) -> subprocess.Popen[str]:
+    claims = {
+        "director": {"school": SCHOOL},
+        "municipal_coordinator": {"municipality": MUNICIPALITY},
+    }
+    token = system.token(role, **claims.get(role, {}))
+    command = [
+        str(schemathesis()),
+        "--config-file",
+        str(config_file),
+        "run",
+        f"{scenario.services[service].url}/openapi.json",
+        "--header",
+        f"Authorization: Bearer {token}",
+        "--checks",
+        ",".join(CHECKS),
+        "--phases",
+        "coverage,fuzzing",
+        "--max-examples",
+        str(MAX_EXAMPLES),
+        "--seed",
+        str(SEED),
+        "--generation-database",
+        "none",
+        "--workers",
+        "1",
+        "--no-color",
+    ]
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=config_file.parent,
+    )
+
+
+@pytest.mark.parametrize(("service", "role"), CALLERS, ids=[f"{s}-{r}" for s, r in CALLERS])
+def test_every_answer_is_what_the_openapi_document_says(
+    runs: dict[tuple[str, str], subprocess.Popen[str]], service: str, role: str
+) -> None:
+    report, _ = runs[service, role].communicate(timeout=900)
+    code = runs[service, role].returncode
+    assert code == 0, f"schemathesis found failures in {service} as {role}:\n{report[-20000:]}"
+    generated = re.search(r"(\d+) generated", report)
+    assert generated and int(generated.group(1)) > 0, f"schemathesis tested nothing:\n{report}"
