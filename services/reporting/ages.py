@@ -28,6 +28,7 @@ from shared.web import schema_instance
 log = logging.getLogger(__name__)
 
 BATCH = 100  # identification takes at most 200 a call
+MAX_BATCHES_A_TICK = 50  # then the timer's worker ends, and the next tick goes on
 # A malformed answer is refused like a missing one: nothing is journalled from it.
 RPC_ERRORS = (RpcTimeout, RemoteError, UnknownService, ValidationError, *BROKER_ERRORS)
 
@@ -46,15 +47,23 @@ class AgeDesk:
         self.app, self.config, self.timeout = app, config, timeout
 
     def ask_waiting(self) -> int:
-        """Journal answers to the waiting enquiries; how many (0 if identification is away)."""
-        try:
-            return self.app.ask_ages(self._ask, BATCH)
-        except RPC_ERRORS as exc:
-            log.warning(
-                "identification did not answer the age enquiries (%s); they wait for the next try",
-                type(exc).__name__,
-            )
-            return 0
+        """Journal answers to the waiting enquiries, batch after batch while batches come back
+        full (a backlog after a rebuild or an outage drains at once); how many."""
+        answered = 0
+        for _ in range(MAX_BATCHES_A_TICK):
+            try:
+                batch = self.app.ask_ages(self._ask, BATCH)
+            except RPC_ERRORS as exc:
+                log.warning(
+                    "identification did not answer the age enquiries (%s); they wait for "
+                    "the next try",
+                    type(exc).__name__,
+                )
+                break
+            answered += batch
+            if batch < BATCH:
+                break
+        return answered
 
     def _ask(self, enquiries: list[dict[str, str]]) -> list[dict[str, str]]:
         with ClusterRpcProxy(self.config, timeout=self.timeout) as rpc:
