@@ -11,6 +11,7 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
+from marshmallow import ValidationError
 
 from services.identification.application import (
     IdentificationApplication,
@@ -20,6 +21,7 @@ from services.identification.application import (
 )
 from services.identification.domain import GradeOutOfRangeError, PupilErasedError
 from services.identification.personal_code import InvalidPersonalCodeError
+from services.identification.schemas import AgeEnquiriesSchema
 from shared.outbox import read_envelopes
 from shared.store import store_env
 
@@ -368,3 +370,22 @@ def test_an_erased_or_unknown_pupil_has_no_age_band(app: IdentificationApplicati
     ]
     assert app.reads_of(erased.id) == [] and app.reads_of(nobody) == []  # nothing was read
     assert len(app.reads_of(pupil.id)) == 1
+
+
+@pytest.mark.parametrize(
+    ("enquiries", "field"),
+    [
+        ([], "enquiries"),
+        ([{"pupil_id": "p001", "on": "2019-10-01"}], "pupil_id"),
+        ([{"pupil_id": str(uuid4()), "on": "01.10.2019"}], "on"),
+        ([{"pupil_id": str(uuid4()), "on": "2019-10-01"}] * 201, "enquiries"),
+    ],
+)
+def test_an_age_enquiry_out_of_shape_or_too_large_is_refused(
+    enquiries: list[dict[str, str]], field: str
+) -> None:
+    with pytest.raises(ValidationError) as refused:
+        AgeEnquiriesSchema().load({"enquiries": enquiries})
+    errors = refused.value.messages["enquiries"]  # type: ignore[call-overload]
+    # the list itself (empty, too long), or the field of the first enquiry
+    assert isinstance(errors, list) if field == "enquiries" else field in errors[0]
