@@ -8,6 +8,9 @@ from marshmallow import Schema, fields
 
 from shared.contracts import registry
 
+# The largest version a store's integer column holds (SQLite's INTEGER, PostgreSQL's bigint):
+# a history query past it is refused (400), not sent to the database.
+MAX_VERSION = 2**63 - 1
 _INTERNAL = {"originator_id", "originator_version", "timestamp", "originator_topic", "by"}
 
 

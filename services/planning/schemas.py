@@ -17,6 +17,7 @@ from services.planning.domain import (
     today,
 )
 from shared.errors import PumpursError
+from shared.history import MAX_VERSION
 from shared.history import HistoryEntrySchema as SharedHistoryEntrySchema
 
 
@@ -121,7 +122,7 @@ class PlansQuerySchema(Schema):
 
 
 class HistoryQuerySchema(Schema):
-    after = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    after = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_VERSION))
     limit = fields.Integer(load_default=1000, validate=validate.Range(min=1, max=1000))
 
 

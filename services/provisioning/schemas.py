@@ -13,6 +13,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from services.provisioning.domain import STATUSES, Budget, Provision, Semester
 from shared.errors import PumpursError
+from shared.history import MAX_VERSION
 from shared.history import HistoryEntrySchema as SharedHistoryEntrySchema
 
 
@@ -79,7 +80,7 @@ class ProvisionsQuerySchema(Schema):
 
 
 class HistoryQuerySchema(Schema):
-    after = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    after = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_VERSION))
     limit = fields.Integer(load_default=1000, validate=validate.Range(min=1, max=1000))
 
 

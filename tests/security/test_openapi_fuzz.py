@@ -2,10 +2,10 @@
 the status, media type and shape the document declares.
 
 Schemathesis runs from var/tools-venv (scripts/tools.sh installs it from requirements-tools.txt;
-its dependencies would clash with the services' pins in .venv), as `st run` subprocesses
-started together, with a fixed seed and a few examples per operation. The pupil, plan, measure and provision of
-the security scenario are offered as path and body values half of the time, so the runs reach
-real aggregates and not only 404s; the runs change them (they order, cancel, resolve ...).
+its dependencies would clash with the services' pins in .venv), as `st run` subprocesses started
+together, with a fixed seed and a few examples per operation. The pupil, plan, measure and
+provision of the security scenario are offered as path, query and body values half of the time,
+so the runs reach real aggregates and not only 404s; the runs change them (order, cancel ...).
 """
 
 from __future__ import annotations
@@ -167,3 +167,21 @@ def test_every_answer_is_what_the_openapi_document_says(
     assert code == 0, f"schemathesis found failures in {service} as {role}:\n{report[-20000:]}"
     generated = re.search(r"(\d+) generated", report)
     assert generated and int(generated.group(1)) > 0, f"schemathesis tested nothing:\n{report}"
+
+
+@pytest.mark.parametrize(
+    ("service", "path"), [("planning", "plans"), ("provisioning", "provisions")]
+)
+def test_a_history_asked_after_a_version_no_store_holds_is_refused(
+    module_system: Any, scenario: Scenario, service: str, path: str
+) -> None:
+    """Schemathesis's find: ?after= past a 64-bit integer reached SQLite and answered 500."""
+    client = scenario.client(service, module_system.token("national_coordinator"))
+    aggregate = scenario.plan_id if service == "planning" else scenario.provision_id
+    history = f"/{path}/{aggregate}/history"
+    refused = client.get(history, params={"after": 2**64})
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["code"] == "invalid_input"
+    last = client.get(history, params={"after": 2**63 - 1})
+    assert last.status_code == 200, last.text
+    assert last.json()["items"] == []
