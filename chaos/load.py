@@ -11,13 +11,16 @@ the chosen store. Pupils go through one journey of 15 commands by four roles:
   provisioning    order the material measure's provision, record its delivery
   identification  resolve the second risk sign
 
-and reporting consumes every event of the other three. The schedule is open loop
-(``bench.load.open_loop``): command i is due at start + i / rate whatever happened to
-the ones before, and its latency is counted from that time (no coordinated omission).
-Journeys are interleaved so that every cycle of 15 commands holds one of each kind; a
-journey's steps are about half a second apart. A step that needs a consumer to have
-acted (the plan needs planning to know the pupil at risk; the order needs the provision
-that provisioning requests on approval) polls for it, and its latency includes the wait.
+and reporting consumes every event of the other three. The schedule is open loop, as in
+``bench.load``: command i is due at start + i / rate whatever happened to the ones
+before, and its latency is counted from that time (no coordinated omission). Journeys
+are interleaved so that every cycle of 15 commands holds one of each kind, and a
+journey's steps are about half a second apart; a step whose predecessor answered later
+than that is sent at once, and its latency still counts from its own slot. Two steps
+need a consumer to have acted first: the plan needs planning to know the pupil at risk
+(watched in planning's read model, as ``bench.e2e`` does), the order needs the provision
+that provisioning requests on approval (asked of provisioning's API); the wait is part
+of their latency and is shown on its own.
 
 The first part of the run (``--warmup``) is not counted. The output is a table per
 command kind and overall (count, errors, p50/p99 ms, achieved rate), each service's
@@ -36,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import sys
 import tempfile
 import threading
@@ -47,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import load
+from bench.e2e import Watcher
 from bench.stack import CpuMeter, Stack, background_load, log, machine, meter, vhost
 from shared.testing import REPO, Broker, ServiceProcess, Stores, running, token_for, wait_until
 
@@ -60,6 +65,7 @@ MAX_GROWTH_PERCENT = 10.0
 LATE_SECONDS = 0.01  # a step sent this late waited for its journey's previous step
 MEMORY_SAMPLE_SECONDS = 10.0  # RSS over the run, in the JSON output
 MIN_RATE_SHARE = 0.97
+CONNECTIONS = 16  # per service, shared by every journey
 CONSUMES = {
     "planning": ("identification", "provisioning"),
     "provisioning": ("planning",),
@@ -71,8 +77,10 @@ CONSUMES = {
 
 
 class Caller:
-    """HTTP calls as the four roles make them, over a pool of keep-alive connections per
-    service (a connection per journey would leave thousands open on the services)."""
+    """HTTP calls as the four roles make them, over a fixed pool of keep-alive connections
+    per service, as bench.load's open loop has a fixed pool of clients: a call waits for a
+    free connection (its latency counts the wait), and the services' memory is compared
+    with the same number of connections open at the start and at the end."""
 
     def __init__(self, ports: dict[str, int], keys_dir: Path) -> None:
         self.ports = ports
@@ -82,24 +90,26 @@ class Caller:
             "municipal": token_for("municipal_coordinator", keys_dir, municipality=MUNICIPALITY),
             "national": token_for("national_coordinator", keys_dir),
         }
-        self._idle: dict[str, list[load.Http]] = {name: [] for name in ports}
-        self._lock = threading.Lock()
+        self.watcher: Watcher | None = None
+        self._pools: dict[str, queue.LifoQueue[load.Http]] = {}
+        for name, port in ports.items():
+            self._pools[name] = queue.LifoQueue()
+            for _ in range(CONNECTIONS):
+                self._pools[name].put(load.Http(port, None))
 
     def raw(
         self, service: str, role: str, method: str, path: str, body: Any = None
     ) -> tuple[int, dict[str, Any]]:
-        with self._lock:
-            idle = self._idle[service]
-            http = idle.pop() if idle else load.Http(self.ports[service], None)
+        http = self._pools[service].get()
         http.headers["Authorization"] = f"Bearer {self.tokens[role]}"
         data = None if body is None else json.dumps(body).encode()
         try:
             status, raw = http.request(method, path, data)
         except Exception:
-            http.close()
+            http.close()  # the next call on it connects afresh
             raise
-        with self._lock:
-            self._idle[service].append(http)
+        finally:
+            self._pools[service].put(http)
         return status, (json.loads(raw) if raw else {})
 
     def ok(
@@ -114,10 +124,9 @@ class Caller:
         return answer
 
     def close(self) -> None:
-        with self._lock:
-            for idle in self._idle.values():
-                while idle:
-                    idle.pop().close()
+        for pool in self._pools.values():
+            while not pool.empty():
+                pool.get().close()
 
 
 # -- one pupil's journey ----------------------------------------------------------------------
@@ -138,13 +147,13 @@ class Journey:
     failed: bool = False
 
 
-Step = Callable[[Caller, Journey], int]  # the number of polls it waited for a consumer
+Step = Callable[[Caller, Journey], float]  # the seconds it waited for a consumer
 
 
-def _pupil(call: Caller, j: Journey, path: str, body: dict[str, Any]) -> int:
+def _pupil(call: Caller, j: Journey, path: str, body: dict[str, Any]) -> float:
     body = {**body, "expected_version": j.pupil_version}
     j.pupil_version = call.ok("identification", "teacher", "POST", path, body)["version"]
-    return 0
+    return 0.0
 
 
 def _plan(call: Caller, j: Journey, role: str, action: str, **body: Any) -> dict[str, Any]:
@@ -154,61 +163,65 @@ def _plan(call: Caller, j: Journey, role: str, action: str, **body: Any) -> dict
     return answer
 
 
-def register(call: Caller, j: Journey) -> int:
+def register(call: Caller, j: Journey) -> float:
     answer = call.ok(
         "identification", "teacher", "POST", "/pupils", json.loads(load.register_body())
     )
     j.pupil_id, j.pupil_version = answer["pupil_id"], answer["version"]
-    return 0
+    if call.watcher is not None:
+        call.watcher.expect(j.pupil_id)
+    return 0.0
 
 
 def sign(code: str) -> Step:
-    def record(call: Caller, j: Journey) -> int:
+    def record(call: Caller, j: Journey) -> float:
         body = {"code": code, "observed_on": "2019-10-01", "evidence": "seen in class"}
         return _pupil(call, j, f"/pupils/{j.pupil_id}/risk-signs", body)
 
     return record
 
 
-def resolve(call: Caller, j: Journey) -> int:
+def resolve(call: Caller, j: Journey) -> float:
     path = f"/pupils/{j.pupil_id}/risk-signs/economic.low_income/resolve"
     return _pupil(call, j, path, {"reason": "free lunches granted"})
 
 
-def polled(attempt: Callable[[], dict[str, Any] | None], what: str) -> tuple[dict[str, Any], int]:
-    """Repeat ``attempt`` until it answers (a consumer has acted); the answer and the polls."""
-    deadline = time.monotonic() + CONSUMER_WAIT_SECONDS
+def polled(
+    attempt: Callable[[], dict[str, Any] | None], what: str, local: bool = False
+) -> tuple[dict[str, Any], float]:
+    """Repeat ``attempt`` until it answers (a consumer has acted); the answer and the
+    seconds waited."""
+    started = time.monotonic()
+    deadline = started + CONSUMER_WAIT_SECONDS
     polls = 0
     while True:
         answer = attempt()
         if answer is not None:
-            return answer, polls
+            return answer, time.monotonic() - started
         if time.monotonic() > deadline:
             raise load.HttpError(f"{what} not seen within {CONSUMER_WAIT_SECONDS:.0f}s")
         polls += 1
         # Backing off keeps the polls from loading the consumer they wait for.
-        time.sleep(min(0.05 * 2**polls, 0.5))
+        time.sleep(0.01 if local else min(0.05 * 2**polls, 0.5))
 
 
-def draft(call: Caller, j: Journey) -> int:
+def draft(call: Caller, j: Journey) -> float:
+    """Once planning's read model has the pupil at risk (watched in its database, as
+    bench.e2e does: asking planning's API would load the service being measured)."""
+    watcher = call.watcher
+    _, waited = polled(
+        lambda: {} if watcher is None or j.pupil_id in watcher.seen else None,
+        "the pupil at risk in planning",
+        local=True,
+    )
     consent = {"given_by": "parent", "signed_on": "2019-09-02"}
     body = {"pupil_id": j.pupil_id, "semester": SEMESTER, "consent": consent}
-
-    def attempt() -> dict[str, Any] | None:
-        status, answer = call.raw("planning", "teacher", "POST", "/plans", body)
-        if status == 201:
-            return answer
-        code = answer.get("error", {}).get("code")
-        if code in ("pupil_not_found", "pupil_not_at_risk"):
-            return None  # planning has not consumed the flag yet
-        raise load.HttpError(f"POST planning plans answered {status} {code}")
-
-    answer, polls = polled(attempt, "the pupil at risk in planning")
+    answer = call.ok("planning", "teacher", "POST", "/plans", body)
     j.plan_id, j.plan_version = answer["plan_id"], answer["version"]
-    return polls
+    return waited
 
 
-def talks(call: Caller, j: Journey) -> int:
+def talks(call: Caller, j: Journey) -> float:
     j.talks_id = _plan(
         call,
         j,
@@ -219,10 +232,10 @@ def talks(call: Caller, j: Journey) -> int:
         justification="weekly talks about attendance",
         hours=8,
     )["measure_id"]
-    return 0
+    return 0.0
 
 
-def meals(call: Caller, j: Journey) -> int:
+def meals(call: Caller, j: Journey) -> float:
     _plan(
         call,
         j,
@@ -233,18 +246,18 @@ def meals(call: Caller, j: Journey) -> int:
         justification="lunch at school",
         amount_eur=MEALS_EUR,
     )
-    return 0
+    return 0.0
 
 
 def plan_action(role: str, action: str) -> Step:
-    def act(call: Caller, j: Journey) -> int:
+    def act(call: Caller, j: Journey) -> float:
         _plan(call, j, role, action)
-        return 0
+        return 0.0
 
     return act
 
 
-def consultation(call: Caller, j: Journey) -> int:
+def consultation(call: Caller, j: Journey) -> float:
     j.consultation_id = _plan(
         call,
         j,
@@ -257,35 +270,35 @@ def consultation(call: Caller, j: Journey) -> int:
         topic="attendance",
         remote=False,
     )["consultation_id"]
-    return 0
+    return 0.0
 
 
-def confirm(call: Caller, j: Journey) -> int:
+def confirm(call: Caller, j: Journey) -> float:
     _plan(
         call, j, "teacher", f"consultations/{j.consultation_id}/confirm", confirmed_on="2019-10-08"
     )
-    return 0
+    return 0.0
 
 
-def order(call: Caller, j: Journey) -> int:
+def order(call: Caller, j: Journey) -> float:
     def attempt() -> dict[str, Any] | None:
         path = f"/provisions?plan_id={j.plan_id}"
         items = call.ok("provisioning", "director", "GET", path)["items"]
         return items[0] if items else None
 
-    provision, polls = polled(attempt, "the provision requested on approval")
+    provision, waited = polled(attempt, "the provision requested on approval")
     body = {"supplier": "school canteen", "amount_eur": MEALS_EUR}
     answer = _provision(call, provision["provision_id"], provision["version"], "order", body)
     j.provision_id, j.provision_version = answer["provision_id"], answer["version"]
-    return polls
+    return waited
 
 
-def deliver(call: Caller, j: Journey) -> int:
+def deliver(call: Caller, j: Journey) -> float:
     body = {"delivered_on": "2019-10-20", "amount_eur": MEALS_EUR, "receipt_no": "R-1"}
     j.provision_version = _provision(call, j.provision_id, j.provision_version, "deliver", body)[
         "version"
     ]
-    return 0
+    return 0.0
 
 
 def _provision(
@@ -339,7 +352,7 @@ class Outcome:
     started: float = 0.0
     answered: float = 0.0
     ok: bool = False
-    polls: int = 0
+    waited: float = 0.0  # for a consumer
     error: str = ""
 
 
@@ -372,7 +385,7 @@ class Drive:
             try:
                 if life.failed:
                     raise load.HttpError("an earlier step of this journey failed")
-                out.polls = STEPS[self.slots[i][1]][1](self.call, life)
+                out.waited = STEPS[self.slots[i][1]][1](self.call, life)
                 out.ok = True
             except Exception as exc:
                 life.failed = True
@@ -511,7 +524,7 @@ class KindSummary:
     p50_ms: float | None
     p99_ms: float | None
     per_second: float
-    polls: int
+    consumer_wait_ms: float | None  # mean, of the steps that need a consumer to have acted
 
 
 @dataclass
@@ -573,7 +586,9 @@ def summarise(kind: str, outcomes: list[Outcome], window_start: float) -> KindSu
         p50_ms=stats["p50_ms"],
         p99_ms=stats["p99_ms"],
         per_second=round(len(good) / (end - window_start), 1) if end > window_start else 0.0,
-        polls=sum(o.polls for o in outcomes),
+        consumer_wait_ms=round(1000 * sum(o.waited for o in good) / len(good), 1)
+        if good and any(o.waited for o in good)
+        else None,
     )
 
 
@@ -587,11 +602,14 @@ def drive(
 ) -> LoadResult:
     """Run the load against running services; what was measured."""
     ports = {name: s.port for name, s in services.items()}
+    background = background_load()
     call = Caller(ports, keys_dir)
     budget = {"amount_eur": BUDGET_EUR}
     call.ok("provisioning", "municipal", "PUT", f"/budgets/{SCHOOL}/{SEMESTER}", budget)
     warm, total = int(rate * warmup), int(rate * (warmup + seconds))
     driver = Drive(call, total, rate)
+    call.watcher = Watcher(stores, 0.02)
+    call.watcher.start()
     every = max(1, int(rate * MEMORY_SAMPLE_SECONDS))
     samples: list[tuple[float, dict[str, int]]] = []
     memory_start: dict[str, int] = {}
@@ -606,7 +624,13 @@ def drive(
             log(f"load/{stores.kind}: warm-up over, measuring for {seconds:.0f}s")
 
     log(f"load/{stores.kind}: {rate:.0f} commands/s, {warmup:.0f}s warm-up + {seconds:.0f}s")
-    driver.run(at_time)
+    try:
+        driver.run(at_time)
+    finally:
+        call.watcher.stopping.set()
+        call.watcher.join(5)
+    if call.watcher.error is not None:
+        raise call.watcher.error
     memory_end = memory(services)
     cpu = meters[0].read() if meters else {}
     call.close()
@@ -631,6 +655,7 @@ def drive(
         logged_errors=logged_errors(services),
         late_starts=sum(1 for o in measured if o.started - o.scheduled > LATE_SECONDS),
         cpu_cores=cpu,
+        background_cores=background,
         memory_samples=samples,
         first_errors=sorted({o.error for o in measured if not o.ok})[:5],
     )
@@ -673,7 +698,7 @@ def fmt(value: float | None) -> str:
 
 
 def table(r: LoadResult) -> str:
-    head = ("command", "count", "errors", "p50 ms", "p99 ms", "per s", "polls")
+    head = ("command", "count", "errors", "p50 ms", "p99 ms", "per s", "consumer wait ms")
     rows = [
         (
             k.kind,
@@ -682,7 +707,7 @@ def table(r: LoadResult) -> str:
             fmt(k.p50_ms),
             fmt(k.p99_ms),
             fmt(k.per_second),
-            str(k.polls),
+            fmt(k.consumer_wait_ms),
         )
         for k in [*r.kinds, r.overall]
     ]
@@ -696,7 +721,7 @@ def table(r: LoadResult) -> str:
 
     out = [
         f"load on {r.store}: {r.rate:.0f} commands/s for {r.seconds:.0f}s after {r.warmup:.0f}s "
-        f"warm-up (other work on the machine before the run: {r.background_cores} cores)",
+        f"warm-up (cores busy before it started: {r.background_cores})",
         line(head),
         *[line(row) for row in rows[:-1]],
         line(rows[-1]),
@@ -754,13 +779,11 @@ def main(argv: list[str] | None = None) -> int:
     with Stack(want_postgres=args.store == "postgres"), vhost(f"load-{args.store}") as broker:
         stores = Stores(args.store, workdir / "data", os.environ)
         try:
-            background = background_load()
             with system(broker, stores, workdir / "keys", workdir) as services:
                 result = drive(services, stores, workdir / "keys", args.rate, args.seconds, warmup)
             host = machine()
         finally:
             stores.drop()
-    result.background_cores = background
     print(table(result))
     out = Path(args.out or base / f"load-{args.store}.json")
     document = {
