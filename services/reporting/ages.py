@@ -3,8 +3,9 @@
 The enquiries wait in reporting's store (``enquiries.py``); a timer (every
 ``PUMPURS_AGE_ENQUIRY_INTERVAL`` seconds, 1 by default) sends the oldest of them, at most
 ``BATCH`` a call, and the application journals each answer. While identification does
-not answer (stopped, unreachable, slower than ``PUMPURS_AGE_RPC_TIMEOUT``), the tick logs
-a warning and the enquiries wait for the next one: the inbox never waits for this.
+not answer (stopped, unreachable, slower than ``PUMPURS_AGE_RPC_TIMEOUT``, 5 s by default),
+the tick logs a warning and the enquiries wait for the next one: the inbox never waits for
+this. The timeout is short because stopping the service waits for a tick under way.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class AgeEnquirer(DependencyProvider):
     """Gives the timer's worker an AgeDesk."""
 
     def setup(self) -> None:
-        self.timeout = float(os.environ.get("PUMPURS_AGE_RPC_TIMEOUT", "10"))
+        self.timeout = float(os.environ.get("PUMPURS_AGE_RPC_TIMEOUT", "5"))
 
     def get_dependency(self, worker_ctx: Any) -> AgeDesk:
         app = store_of(self.container).app

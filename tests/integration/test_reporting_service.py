@@ -261,3 +261,24 @@ def test_the_esf_report_follows_what_the_services_did(stack: dict[str, Any]) -> 
     assert lines["digest before"].strip() == lines["digest after"].strip()
     assert "unchanged" in rebuild.stdout
     assert reported(auditor)["indicators"] == later
+
+    # Identification away: a pupil supported meanwhile waits for an age (unknown, and in the
+    # gauge) while reporting goes on; identification back, the enquiry is asked again.
+    identification = s["processes"]["identification"]
+    waiting = register_at_risk(s["identification"])
+    known_at_risk(s["teacher"], waiting)
+    identification.stop()
+    plan = draft_plan(s["teacher"], waiting)
+    talks = add_measure(s["teacher"], plan["plan_id"], plan["version"])
+    version = command(s["teacher"], plan["plan_id"], "submit", talks["version"])["version"]
+    for role in ("director", "municipal", "national"):
+        version = command(s[role], plan["plan_id"], "approve", version)["version"]
+    wait_until(lambda: reported(auditor)["indicators"]["pupils_supported"]["total"] == 2, 30)
+    assert reporting.metric("pumpurs_reporting_age_enquiries_pending") == 1
+    away = reported(auditor)["indicators"]["pupils_supported"]
+    assert (away["below_25"], away["age_unknown"]) == (1, 1)
+    identification.start()
+    ages_answered(auditor)
+    back = reported(auditor)["indicators"]["pupils_supported"]
+    assert (back["below_25"], back["age_unknown"]) == (2, 0)
+    assert reporting.metric("pumpurs_reporting_age_enquiries_pending") == 0
