@@ -44,8 +44,8 @@ class AgeEnquiryTimer(Timer):
 class AgeDesk:
     """One tick's work: send what waits, journal what comes back."""
 
-    def __init__(self, app: ReportingApplication, config: dict[str, Any], timeout: float) -> None:
-        self.app, self.config, self.timeout = app, config, timeout
+    def __init__(self, enquirer: AgeEnquirer, app: ReportingApplication) -> None:
+        self.enquirer, self.app = enquirer, app
 
     def ask_waiting(self) -> int:
         """Journal answers to the waiting enquiries, batch after batch while batches come back
@@ -55,31 +55,45 @@ class AgeDesk:
             try:
                 batch = self.app.ask_ages(self._ask, BATCH)
             except RPC_ERRORS as exc:
-                log.warning(
-                    "identification did not answer the age enquiries (%s); they wait for "
-                    "the next try",
-                    type(exc).__name__,
-                )
+                self.enquirer.failed(exc)
                 break
+            self.enquirer.answered()
             answered += batch
             if batch < BATCH:
                 break
         return answered
 
     def _ask(self, enquiries: list[dict[str, str]]) -> list[dict[str, str]]:
-        with ClusterRpcProxy(self.config, timeout=self.timeout) as rpc:
+        config = dict(self.enquirer.container.config)
+        with ClusterRpcProxy(config, timeout=self.enquirer.timeout) as rpc:
             answer = rpc.identification.age_bands(enquiries=enquiries)
         loaded = schema_instance(AgeBandAnswersSchema).load(answer)
         return [{**a, "on": a["on"].isoformat()} for a in loaded["answers"]]
 
 
 class AgeEnquirer(DependencyProvider):
-    """Gives the timer's worker an AgeDesk."""
+    """Gives the timer's worker an AgeDesk; says once when identification stops answering
+    and once when it answers again (not at every tick of an outage)."""
 
     def setup(self) -> None:
         self.timeout = float(os.environ.get("PUMPURS_AGE_RPC_TIMEOUT", "5"))
+        self.failing = False
+
+    def failed(self, exc: Exception) -> None:
+        if not self.failing:
+            log.warning(
+                "identification does not answer the age enquiries (%s); they wait and are "
+                "asked again every tick",
+                type(exc).__name__,
+            )
+        self.failing = True
+
+    def answered(self) -> None:
+        if self.failing:
+            log.info("identification answers the age enquiries again")
+        self.failing = False
 
     def get_dependency(self, worker_ctx: Any) -> AgeDesk:
         app = store_of(self.container).app
         assert isinstance(app, ReportingApplication)
-        return AgeDesk(app, dict(self.container.config), self.timeout)
+        return AgeDesk(self, app)
