@@ -181,7 +181,9 @@ class ReportingApplication(ServiceApplication):
             state, entries = self.fold(_bound(sql))
             self.models.write_all(sql, state, self.pause)
             self.models.set_version(sql)
-            self.enquiries.add(sql, _unanswered(state))
+            # Only those not waiting already: a rebuild of an unchanged journal adds none.
+            waiting = self.enquiries.all(_bound(sql))
+            self.enquiries.add(sql, sorted(_unanswered(state) - waiting))
         return Rebuilt(entries, state.size(), time.perf_counter() - started, self.digest())
 
     def _version(self) -> int | None:

@@ -43,6 +43,10 @@ class AgeEnquiries:
             [(pupil_id, on, since) for pupil_id, on in enquiries],
         )
 
+    def all(self, query: Query) -> set[Enquiry]:
+        rows = query(f"SELECT pupil_id, on_date FROM {self.table}")
+        return {(str(row["pupil_id"]), str(row["on_date"])) for row in rows}
+
     def oldest(self, query: Query, limit: int) -> list[Enquiry]:
         rows = query(
             f"SELECT pupil_id, on_date FROM {self.table} "
