@@ -1,4 +1,4 @@
-"""The fault suite: clients drive pupils and plans while the broker, a consumer, PostgreSQL
+"""The fault suite: clients drive pupils and plans while the broker, the consumers, PostgreSQL
 and the network between the services and the broker fail; then the history is checked.
 
     python -m chaos.faults [--profile short|full] [--store sqlite|postgres]
@@ -7,15 +7,18 @@ Without ``AMQP_URI`` and ``PUMPURS_RABBITMQ_API`` in the environment (as ``scrip
 sets them) it starts its own RabbitMQ node and PostgreSQL cluster in ``var/chaos-stack``
 with ``scripts/rabbitmq.sh`` / ``scripts/postgres.sh`` and stops them at the end.
 The four services run as real processes (``pumpurs serve``); their ``AMQP_URI`` names
-the proxy (chaos/proxy.py), which forwards to the broker. Exit status 1 when a command
-or an event was lost or doubled or a check failed.
+the proxy (chaos/proxy.py), which forwards to the broker. It prints a table and writes
+it as JSON to ``var/chaos/faults-PROFILE-STORE.json``. Exit status 1 when a command or an
+event was lost or doubled or a check failed.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -54,9 +57,12 @@ class Profile:
 
 PROFILES = {
     "short": Profile(rounds=1, pause=2.0, fault_seconds=2.5, clients=4, pace=0.2),
-    "full": Profile(rounds=4, pause=8.0, fault_seconds=6.0, clients=6, pace=0.1),
+    "full": Profile(rounds=4, pause=8.0, fault_seconds=6.0, clients=4, pace=0.2),
 }
 POSTGRES_DOWN_SECONDS = 10.0
+# After the last fault the consumers must catch up: stuck is a failure, slow is not.
+STALL_SECONDS = 60.0
+SETTLE_CAP_SECONDS = 600.0
 CONSUMERS = ("planning", "reporting")
 
 
@@ -74,6 +80,21 @@ class Report:
     @property
     def ok(self) -> bool:
         return self.verdict.ok and self.rebuild_unchanged and self.settled_seconds is not None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "profile": self.profile,
+            "store": self.store,
+            "faults_injected": dict(self.injected),
+            "commands": dict(self.outcomes),
+            "lost": self.verdict.lost,
+            "duplicated": self.verdict.duplicated,
+            "failures": self.verdict.failures,
+            "settled_seconds": self.settled_seconds,
+            "read_models_equal_rebuild": self.rebuild_unchanged,
+            "seconds": round(self.seconds, 1),
+            "ok": self.ok,
+        }
 
     def table(self) -> str:
         rows: list[tuple[str, Any]] = [(f"fault: {k}", v) for k, v in sorted(self.injected.items())]
@@ -198,9 +219,21 @@ class FaultRun:
     def broker_restart(self) -> None:
         restart_broker(self.environ, down_seconds=1.0)
 
-    def consumer_kill(self, name: str) -> None:
-        self.services[name].kill()
-        self.services[name].start(wait=True)
+    def consumer_kill(self) -> None:
+        """SIGKILL planning and reporting while they hold delivered, unacknowledged
+        messages (the broker's figures lag by a few seconds), then start them again."""
+        queues = [f"{name}.from.identification" for name in CONSUMERS]
+        deadline = time.monotonic() + 15
+        while not all(self.broker.queue(q).get("messages_unacknowledged") for q in queues):
+            if time.monotonic() > deadline:
+                break  # busy consuming all the same: the clients never stop
+            time.sleep(0.1)
+        for name in CONSUMERS:
+            self.services[name].kill()
+        for name in CONSUMERS:
+            self.services[name].start(wait=False)
+        for name in CONSUMERS:
+            self.services[name].wait_ready(90)
 
     def postgres_stop(self) -> None:
         state = self.environ["PUMPURS_POSTGRES_STATE_DIR"]
@@ -209,13 +242,12 @@ class FaultRun:
         time.sleep(POSTGRES_DOWN_SECONDS)
         subprocess.run([script, "start", state], check=True, capture_output=True)
 
-    def faults(self, round_: int) -> list[tuple[str, Callable[[], Any]]]:
-        consumer = CONSUMERS[round_ % len(CONSUMERS)]
+    def faults(self) -> list[tuple[str, Callable[[], Any]]]:
         chosen: list[tuple[str, Callable[[], Any]]] = [
             ("proxy_delay", self.proxy_delay),
             ("proxy_drop", self.proxy_drop),
             ("proxy_reset", self.proxy_reset),
-            ("consumer_kill", lambda: self.consumer_kill(consumer)),
+            ("consumer_kill", self.consumer_kill),
             ("broker_restart", self.broker_restart),
         ]
         if self.stores.kind == "postgres":
@@ -231,8 +263,8 @@ class FaultRun:
             clients.start()
             try:
                 time.sleep(self.profile.pause)
-                for round_ in range(self.profile.rounds):
-                    for kind, action in self.faults(round_):
+                for _ in range(self.profile.rounds):
+                    for kind, action in self.faults():
                         self._inject(kind, action)
             finally:
                 clients.stop()
@@ -244,15 +276,20 @@ class FaultRun:
     def check(self) -> None:
         checker = Checker(self.stores)
         settling = time.monotonic()
-        if checker.wait_settled(timeout=120):
+        if checker.wait_settled(stall=STALL_SECONDS, cap=SETTLE_CAP_SECONDS):
             self.report.settled_seconds = time.monotonic() - settling
         else:
-            self.report.verdict.fail("consumers had not caught up 120 s after the last fault")
+            self.report.verdict.fail(
+                f"consumers made no progress for {STALL_SECONDS:.0f} s or were still behind "
+                f"after {SETTLE_CAP_SECONDS:.0f} s"
+            )
         self.report.outcomes = self.history.outcomes()
         print("  " + ", ".join(f"{k}: {v}" for k, v in sorted(self.history.by_name().items())))
         checker.check(self.history, self.report.verdict)
         people = self.people()
         checker.at_risk_agrees(people.teacher_id, people.teacher, self.report.verdict)
+        if self.report.settled_seconds is None:
+            return  # a rebuild while events still arrive would differ for no fault of its own
         unchanged, output = rebuild_unchanged(self.stores.env(["reporting"]))
         self.report.rebuild_unchanged = unchanged
         if not unchanged:
@@ -306,12 +343,16 @@ def main(argv: list[str] | None = None) -> int:
     with own_stack(REPO / args.stack) as environ:
         # restart_broker and postgres_stop act on the stack's own node and cluster.
         os.environ.update(environ)
-        with tempfile.TemporaryDirectory(prefix="pumpurs-chaos-") as tmp:
-            report = run_once(environ, args.store, args.profile, Path(tmp))
-            print(report.table(), flush=True)
-            if not report.ok:
-                logs = ", ".join(sorted(p.name for p in Path(tmp).glob("*.log")))
-                print(f"  service logs ({logs}) were in {tmp}", file=sys.stderr)
+        work = Path(tempfile.mkdtemp(prefix="pumpurs-chaos-"))
+        report = run_once(environ, args.store, args.profile, work)
+        print(report.table(), flush=True)
+        out = REPO / "var" / "chaos" / f"faults-{args.profile}-{args.store}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report.as_json(), indent=2) + "\n")
+        if report.ok:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"  the services' logs are kept in {work}", file=sys.stderr)
     return 0 if report.ok else 1
 
 

@@ -43,6 +43,7 @@ from shared.testing import REPO, Stores
 SCHOOL = "daugavpils-10-vsk"
 SEMESTER = "2019-2020-1"
 SIGN = "learning.absences"
+FULLY_APPROVED = "approve_plan_national"  # the last approval: provisioning acts on it
 
 # Which consumer subscribes to which sources (the services' @inbox entrypoints).
 SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
@@ -207,16 +208,14 @@ def plan_lifecycle(people: People, stop: threading.Event) -> None:
             "add_measure", f"/plans/{plan_id}/measures", body, plan_id
         )["version"]
     steps = (
-        (people.teacher, "submit"),
-        (people.director, "approve"),
-        (people.municipal, "approve"),
-        (people.national, "approve"),
+        (people.teacher, "submit", "submit_plan"),
+        (people.director, "approve", "approve_plan"),
+        (people.municipal, "approve", "approve_plan"),
+        (people.national, "approve", FULLY_APPROVED),
     )
-    for actor, action in steps:
+    for actor, action, name in steps:
         path = f"/plans/{plan_id}/{action}"
-        version = actor.command(f"{action}_plan", path, {"expected_version": version}, plan_id)[
-            "version"
-        ]
+        version = actor.command(name, path, {"expected_version": version}, plan_id)["version"]
 
 
 def _wait_known_at_risk(planning: Actor, pupil: str, stop: threading.Event) -> None:
@@ -306,23 +305,36 @@ class Checker:
         )
         return [int(r["notification_id"]) for r in rows]
 
-    def behind(self) -> int:
-        """How many (consumer, source event) deliveries are still missing."""
-        missing = 0
+    def behind(self) -> dict[str, int]:
+        """How many events of each source each consumer has still to apply."""
+        missing = {}
         for source in SERVICES:
             ids = set(self.notification_ids(source))
             for consumer, sources in SUBSCRIPTIONS.items():
                 if source in sources:
-                    missing += len(ids - set(self.tracked(consumer, source)))
+                    missing[f"{consumer}<-{source}"] = len(
+                        ids - set(self.tracked(consumer, source))
+                    )
         return missing
 
-    def wait_settled(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+    def wait_settled(self, stall: float, cap: float) -> bool:
+        """Wait while the consumers catch up: False once they make no progress for
+        ``stall`` seconds (stuck, not merely slow), or after ``cap`` seconds in all."""
+        started = progressed = shown = time.monotonic()
+        last: dict[str, int] = {}
+        least: int | None = None
+        while time.monotonic() - started < cap and time.monotonic() - progressed < stall:
             with contextlib.suppress(Exception):  # a store may still be coming back
-                if self.behind() == 0:
+                last = self.behind()
+                if not any(last.values()):
                     return True
+                if least is None or sum(last.values()) < least:
+                    least, progressed = sum(last.values()), time.monotonic()
+            if time.monotonic() - shown > 20:
+                print(f"  behind: {last}", flush=True)
+                shown = time.monotonic()
             time.sleep(1.0)
+        print(f"  stuck or too slow, still behind: {last}", flush=True)
         return False
 
     # -- the checks ---------------------------------------------------------------------
@@ -330,6 +342,7 @@ class Checker:
         self.acknowledged_are_stored(history, verdict)
         self.every_event_delivered_once(verdict)
         self.effects_count_each_event_once(verdict)
+        self.provisions_once(history, verdict)
 
     def acknowledged_are_stored(self, history: History, verdict: Verdict) -> None:
         dialect = POSTGRES if self.stores.kind == POSTGRES else SQLITE
@@ -393,6 +406,21 @@ class Checker:
                 )
                 verdict.lost += len(ids - entries)
                 verdict.duplicated += doubled
+
+    def provisions_once(self, history: History, verdict: Verdict) -> None:
+        """Each fully approved plan's material measure (meals) was requested once."""
+        rows = self._q("provisioning", "SELECT plan_id, measure_id FROM provisioning_provisions")
+        per_measure = Counter((str(r["plan_id"]), str(r["measure_id"])) for r in rows)
+        doubled = sum(count - 1 for count in per_measure.values())
+        requested = {plan for plan, _ in per_measure}
+        approved = {c.aggregate_id for c in history.acknowledged() if c.name == FULLY_APPROVED}
+        if doubled or approved - requested:
+            verdict.fail(
+                f"provisioning: {doubled} measures requested twice, "
+                f"{len(approved - requested)} approved plans with no request"
+            )
+            verdict.duplicated += doubled
+            verdict.lost += len(approved - requested)
 
     def at_risk_agrees(self, identification: Actor, planning: Actor, verdict: Verdict) -> None:
         source = {

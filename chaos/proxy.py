@@ -36,9 +36,15 @@ class Mode(Enum):
 
 
 def hard_close(sock: socket.socket) -> None:
-    """Close with an RST instead of a FIN: the peer sees ECONNRESET."""
+    """Close with an RST instead of a FIN: the peer sees ECONNRESET.
+
+    A pump thread may be blocked in ``recv`` on the socket, and that keeps the kernel's
+    socket alive past ``close``; ``shutdown(SHUT_RD)`` wakes it (nothing is sent), so
+    the socket is released at once and the zero linger turns its release into an RST."""
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RD)
     with contextlib.suppress(OSError):
         sock.close()
 
