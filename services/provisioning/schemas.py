@@ -6,7 +6,7 @@ decimals is refused, never rounded.
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
@@ -25,7 +25,11 @@ def _semester(value: str) -> None:
 
 
 def _cents(value: Decimal) -> None:
-    if value != value.quantize(Decimal("0.01")):
+    try:
+        exact = value == value.quantize(Decimal("0.01"))
+    except InvalidOperation:
+        return  # too many digits to count in cents (1e400): the range check refuses it
+    if not exact:
         raise ValidationError("at most two decimals")
 
 

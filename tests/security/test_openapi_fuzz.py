@@ -185,3 +185,32 @@ def test_a_history_asked_after_a_version_no_store_holds_is_refused(
     last = client.get(history, params={"after": 2**63 - 1})
     assert last.status_code == 200, last.text
     assert last.json()["items"] == []
+
+
+def test_an_amount_too_large_to_count_in_cents_is_refused_and_changes_nothing(
+    module_system: Any, scenario: Scenario
+) -> None:
+    """Schemathesis's find: hours of 1.7e307 broke the two-decimals check (500)."""
+    director = scenario.client("planning", module_system.token("director", school=SCHOOL))
+    plan = director.get(f"/plans/{scenario.plan_id}").json()
+    measure = {
+        "kind": "psychologist",
+        "risk_code": "learning.absences",
+        "justification": "support",
+        "hours": 1.76755943214806e307,
+        "expected_version": plan["version"],
+    }
+    changed = director.session.put(
+        f"{director.base_url}/plans/{scenario.plan_id}/measures/{scenario.measure_id}",
+        json=measure,
+        timeout=30,
+    )
+    assert changed.status_code == 400, changed.text
+    assert "hours" in changed.json()["error"]["details"]["fields"]
+    order = {"supplier": "Fuzz Ltd", "amount_eur": "1e400", "expected_version": 1}
+    ordered = scenario.client("provisioning", module_system.token("national_coordinator")).post(
+        f"/provisions/{scenario.provision_id}/order", order
+    )
+    assert ordered.status_code == 400, ordered.text
+    assert "amount_eur" in ordered.json()["error"]["details"]["fields"]
+    assert director.get(f"/plans/{scenario.plan_id}").json() == plan
