@@ -11,8 +11,10 @@ from marshmallow import fields
 
 from shared.web import JSON, Route, openapi_path
 
-# Money travels as a decimal string in euros ("12.50", shared/api.md), never a JSON number.
+# Money travels as a decimal string in euros ("12.50", shared/api.md), never a JSON number:
+# answers dump it as a string, and requests name it ..._eur.
 MONEY = {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]{1,2})?$"}
+_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 # The path converters of our routes, as OpenAPI parameter schemas.
 _CONVERTERS = {
     "uuid": {"type": "string", "format": "uuid"},
@@ -75,12 +77,26 @@ def _operation(entry: Route) -> dict[str, Any]:
     return operation
 
 
-def _money_as_string(converter: Any, field: Any, ret: dict[str, Any], **kwargs: Any) -> Any:
+def _decimal(converter: Any, field: Any, ret: dict[str, Any], **kwargs: Any) -> Any:
+    """Money as a decimal string, other decimals (hours) as numbers; apispec would write
+    a Decimal's bounds as strings, which no OpenAPI reader accepts."""
     if not isinstance(field, fields.Decimal):
         return {}
-    for bound in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-        ret.pop(bound, None)  # a string has no numeric bounds; the service checks them (400)
-    return dict(MONEY)
+    bounds = {name: ret.pop(name) for name in _BOUNDS if name in ret}
+    if field.as_string or (field.name or "").endswith("_eur"):
+        return _money(bounds)
+    return {name: float(value) for name, value in bounds.items()}
+
+
+def _money(bounds: dict[str, Any]) -> dict[str, Any]:
+    """A string has no numeric bounds: the pattern keeps below the maximum's digits and
+    above zero where negatives are refused; the service checks the rest (400)."""
+    if not bounds:
+        return dict(MONEY)
+    sign = "-?" if bounds.get("minimum", 0) < 0 else ""
+    digits = len(str(int(bounds["maximum"]))) - 1 if "maximum" in bounds else None
+    whole = f"[0-9]{{1,{digits}}}" if digits else "[0-9]+"
+    return {"type": "string", "pattern": f"^{sign}{whole}(\\.[0-9]{{1,2}})?$"}
 
 
 def build_openapi(container: Any) -> dict[str, Any]:
@@ -92,7 +108,7 @@ def build_openapi(container: Any) -> dict[str, Any]:
         plugins=[plugin],
     )
     assert plugin.converter is not None
-    plugin.converter.add_attribute_function(_money_as_string)
+    plugin.converter.add_attribute_function(_decimal)
     spec.components.schema("Error", _ERROR)
     spec.components.security_scheme(
         "bearer", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
