@@ -22,8 +22,10 @@ Rows, by table (money and hours in hundredths, exact integers):
   planning's own aggregate does; ``supported`` is 1 once the plan was fully approved
   (``plan_fully_approved``) and stays 1 whatever happens later; ``outcome`` is set by
   the evaluation or by the closing (a departure closes with the departure's outcome);
-  ``approved_on`` is the UTC date of the plan's first full approval: the pupil's entry
-  into the operation with this plan, the day ESF asks the pupil's age on;
+  ``approved_on`` is the UTC date of the plan's first full approval, or the last day of
+  the plan's semester if it was approved later (a plan approved after its semester, as
+  when a school catches up or the demo replays 2019: the pupil took part then): the
+  pupil's entry into the operation with this plan, the day ESF asks the pupil's age on;
 - ``ages``: (pupil_id, on_date) -> band: identification's answer to reporting's age
   enquiry (``below_25``, ``25_or_over`` or ``unknown``), journalled by reporting itself
   as an ``age_band_answered`` entry of source ``reporting`` (see ``age_enquiry``);
@@ -55,6 +57,7 @@ from operator import add
 from typing import Any, Protocol
 
 from shared import vocabulary
+from shared.semesters import Semester
 from shared.vocabulary import AGE_BANDS, OUTCOMES
 
 # -- vocabulary -------------------------------------------------------------------------
@@ -317,7 +320,9 @@ def _plan_fully_approved(s: State, plan_id: str, p: Mapping[str, Any], occurred_
     """Supported from now on; the first full approval is the pupil's entry with this plan."""
     plan = s.get("plans", (plan_id,))
     if plan is not None and plan[_APPROVED_ON] is None:
-        s.put("plans", (plan_id,), [*plan[:_APPROVED_ON], utc_date(occurred_at)])
+        last_day = Semester.parse(plan[_SEMESTER]).ends_on.isoformat()
+        entry = min(utc_date(occurred_at), last_day)
+        s.put("plans", (plan_id,), [*plan[:_APPROVED_ON], entry])
     _approve(s, plan_id, p, occurred_at)
 
 

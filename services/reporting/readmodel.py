@@ -27,7 +27,7 @@ Query = Callable[..., list[Any]]
 
 # Raise when a table's definition or a rule changes: the service then rebuilds the read
 # models from the journal when it starts (or ``pumpurs migrate reporting`` does).
-READ_MODEL_VERSION = 3
+READ_MODEL_VERSION = 4
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ The definitions the expected figures follow (the issue's, made precise):
   as left education), and the share of the first, to four decimals;
 - below 25: ESF's age on entry, from the birth date the seed registered, on the (UTC) day
   the pupil's first supported plan of the period was first approved at the national level
-  (as planning recorded it: the seed approves 2019's plans today).
+  (as planning recorded it), or its semester's last day if that came first (the seed
+  approves 2019's plans today).
 """
 
 from __future__ import annotations
@@ -77,13 +78,15 @@ def money(values: Iterable[Decimal]) -> Decimal:
 
 
 def entry_days(api: Api, scenario: Scenario) -> dict[str, date]:
-    """The day each supported plan was first approved at the national level (its first full
-    approval: every chain of the demo's municipal schools ends there)."""
+    """The day each supported plan entered: its first approval at the national level (its
+    first full approval: every chain of the demo's municipal schools ends there)."""
     days = {}
     for plan in (p for p in scenario.plans if p.fully_approved):
         answer = api.get("planning", f"/plans/{plan.plan_id}", NATIONAL)
         first = next(a["at"] for a in answer["approvals"] if a["level"] == "national")
-        days[plan.key] = datetime.fromisoformat(first).astimezone(UTC).date()
+        approved = datetime.fromisoformat(first).astimezone(UTC).date()
+        # No later than the plan's semester: the seed approves 2019's plans today.
+        days[plan.key] = min(approved, Semester.parse(plan.semester).ends_on)
     return days
 
 

@@ -765,3 +765,15 @@ def test_an_answer_to_nothing_asked_is_not_journalled(
 
     assert app.ask_ages(confused) == 0
     assert app.journal.count(app.query) == entries and len(waiting(app)) == 5
+
+
+def test_a_plan_approved_after_its_semester_entered_on_its_last_day(
+    app: ReportingApplication,
+) -> None:
+    """A school catching up approves a semester I plan in March: the pupil took part in
+    semester I, so the age ESF counts is the one on that semester's last day."""
+    f = Feed(app)
+    pupil_id = f.pupil(TEN, 9, "M")
+    plan_id = f.plan(pupil_id, TEN, SEM1, None)
+    f.approve(plan_id, pupil_id, TEN, SEM1, datetime(2020, 3, 2, 10, tzinfo=UTC))
+    assert waiting(app) == {(pupil_id, "2019-12-31")}
