@@ -61,6 +61,7 @@ BUDGET_EUR = "10000000.00"
 MEALS_EUR = "90.00"
 STEP_GAP_SECONDS = 0.5  # between two steps of one journey, when nothing is late
 CONSUMER_WAIT_SECONDS = 15.0  # how long a step polls for a consumer before it fails
+WATCH_SECONDS = 0.05  # planning's read model, for the pupils the load waits on
 MAX_GROWTH_PERCENT = 10.0
 LATE_SECONDS = 0.01  # a step sent this late waited for its journey's previous step
 MEMORY_SAMPLE_SECONDS = 10.0  # RSS over the run, in the JSON output
@@ -608,7 +609,7 @@ def drive(
     call.ok("provisioning", "municipal", "PUT", f"/budgets/{SCHOOL}/{SEMESTER}", budget)
     warm, total = int(rate * warmup), int(rate * (warmup + seconds))
     driver = Drive(call, total, rate)
-    call.watcher = Watcher(stores, 0.02)
+    call.watcher = Watcher(stores, WATCH_SECONDS)
     call.watcher.start()
     every = max(1, int(rate * MEMORY_SAMPLE_SECONDS))
     samples: list[tuple[float, dict[str, int]]] = []
