@@ -306,15 +306,19 @@ class Checker:
         return [int(r["notification_id"]) for r in rows]
 
     def behind(self) -> dict[str, int]:
-        """How many events of each source each consumer has still to apply."""
+        """How many events of each source each consumer has still to apply (and how
+        many age enquiries reporting has still to have answered)."""
         missing = {}
         for source in SERVICES:
             ids = set(self.notification_ids(source))
             for consumer, sources in SUBSCRIPTIONS.items():
                 if source in sources:
-                    missing[f"{consumer}<-{source}"] = len(
-                        ids - set(self.tracked(consumer, source))
-                    )
+                    tracked = set(self.tracked(consumer, source))
+                    missing[f"{consumer}<-{source}"] = len(ids - tracked)
+        # Reporting asks identification for the ages of pupils of fully approved plans
+        # and journals each answer: a rebuild is comparable once none is waiting.
+        rows = self._q("reporting", "SELECT COUNT(*) AS n FROM reporting_age_enquiries")
+        missing["reporting age enquiries"] = int(rows[0]["n"])
         return missing
 
     def wait_settled(self, stall: float, cap: float) -> bool:

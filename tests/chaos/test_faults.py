@@ -1,8 +1,9 @@
 """The fault suite's short profile on the test run's broker and store.
 
 Clients drive pupils and plans while the proxy delays, black-holes and resets the
-services' broker connections, the broker is killed and restarted, a consumer is
-SIGKILLed mid-stream and (on PostgreSQL) the database is stopped for 10 s. Nothing
+services' broker connections, the broker is killed and restarted, planning and
+reporting are SIGKILLed while they hold delivered messages and (on PostgreSQL) the
+database is stopped for 10 s. Nothing
 acknowledged may be lost, nothing delivered twice, and reporting's read models must
 equal a rebuild from its journal.
 """
@@ -21,7 +22,15 @@ from uuid import uuid4
 import pytest
 
 from chaos.faults import FaultRun
-from chaos.history import SERVICES, SUBSCRIPTIONS, Checker, Command, History, Verdict
+from chaos.history import (
+    FULLY_APPROVED,
+    SERVICES,
+    SUBSCRIPTIONS,
+    Checker,
+    Command,
+    History,
+    Verdict,
+)
 from chaos.proxy import Proxy
 from shared.testing import Broker, Stores
 
@@ -29,7 +38,8 @@ from shared.testing import Broker, Stores
 def test_faults_lose_and_double_nothing(
     broker: Broker, stores: Stores, keys_dir: Path, tmp_path: Path
 ) -> None:
-    report = FaultRun(os.environ, broker, stores, keys_dir, tmp_path, "short").run()
+    run = FaultRun(os.environ, broker, stores, keys_dir, tmp_path, "short")
+    report = run.run()
     print(report.table())
 
     expected_kinds = {"proxy_delay", "proxy_drop", "proxy_reset", "broker_restart", "consumer_kill"}
@@ -37,7 +47,9 @@ def test_faults_lose_and_double_nothing(
         expected_kinds.add("postgres_stop")
     assert set(report.injected) == expected_kinds
     assert all(count > 0 for count in report.injected.values())
-    assert report.outcomes["ack"] > 0
+    done = run.history.by_name()
+    # Pupils went through identification and plans through approval (provisioning's cue).
+    assert done["resolve_risk_sign ack"] > 0 and done[f"{FULLY_APPROVED} ack"] > 0
     assert (report.verdict.lost, report.verdict.duplicated) == (0, 0), report.table()
     assert report.verdict.failures == [], report.table()
     assert report.settled_seconds is not None, report.table()
