@@ -40,6 +40,7 @@ import argparse
 import json
 import os
 import queue
+import shutil
 import sys
 import tempfile
 import threading
@@ -785,6 +786,8 @@ def main(argv: list[str] | None = None) -> int:
             host = machine()
         finally:
             stores.drop()
+            # The logs stay beside the results; a run's SQLite files are tens of MiB.
+            shutil.rmtree(workdir / "data", ignore_errors=True)
     print(table(result))
     out = Path(args.out or base / f"load-{args.store}.json")
     document = {
