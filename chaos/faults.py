@@ -96,6 +96,11 @@ class Report:
             "ok": self.ok,
         }
 
+    def _rebuild_verdict(self) -> str:
+        if self.settled_seconds is None:
+            return "not compared (consumers never caught up)"
+        return "yes" if self.rebuild_unchanged else "NO"
+
     def table(self) -> str:
         rows: list[tuple[str, Any]] = [(f"fault: {k}", v) for k, v in sorted(self.injected.items())]
         rows += [
@@ -110,7 +115,7 @@ class Report:
                 "consumers caught up after",
                 "never" if self.settled_seconds is None else f"{self.settled_seconds:.1f} s",
             ),
-            ("read models equal a rebuild", "yes" if self.rebuild_unchanged else "NO"),
+            ("read models equal a rebuild", self._rebuild_verdict()),
             ("run", f"{self.seconds:.0f} s"),
         ]
         width = max(len(name) for name, _ in rows)

@@ -2,10 +2,11 @@
 
 Clients (threads, one ``requests`` session each) drive pupils through identification
 (register, record a risk sign so they are flagged, resolve it) and plans through
-planning (draft, a consultation and a material measure, submit, approval at every
-level) while faults are injected. Each command is recorded with its outcome:
-``ack`` (2xx), ``4xx``, ``5xx`` or ``unknown`` (no answer: the connection failed or
-timed out, so the command may or may not have happened).
+planning (draft, a psychologist's hours and a material measure, submit, approval at
+every level, on which provisioning requests the material) while faults are injected.
+Each command is recorded with its outcome: ``ack`` (2xx), ``4xx``, ``5xx`` or
+``unknown`` (no answer: the connection failed or timed out, so the command may or may
+not have happened).
 
 Afterwards, reading the real stores and HTTP:
 - every acknowledged command is stored: its aggregate has an event at the version the
@@ -14,7 +15,7 @@ Afterwards, reading the real stores and HTTP:
   the consumer's tracking records for the source are exactly the source's notification
   ids (one missing is *lost*, one doubled or unknown to the source is *duplicated*), and
   so are the effects that count events (planning's ``applied_events`` per pupil,
-  reporting's journal);
+  reporting's journal, provisioning's one request per approved material measure);
 - identification and planning agree on who is at risk, and reporting's read models
   equal a rebuild from its journal (``pumpurs reporting rebuild`` says ``unchanged``).
 """

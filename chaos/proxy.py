@@ -161,6 +161,9 @@ class Proxy:
                 if mode is Mode.DROP:
                     link.lost_bytes = True
                     continue
+                if link.lost_bytes:  # dropped just as the drop ended: reset all the same
+                    link.close(reset=True)
+                    break
                 if mode is Mode.DELAY:
                     time.sleep(self.delay_seconds)
                 target.sendall(chunk)
