@@ -87,7 +87,8 @@ def config(scenario: Scenario) -> str:
         "semester": "semesters",
         "municipality": "municipalities",
     }
-    lines = []
+    # One undeclared method per path shows the 405 answer; all seven cost a sixth of the run.
+    lines = ["[phases.coverage]", 'unexpected-methods = ["PATCH"]']
     for name, values in known.items():
         lines += [f"[dictionaries.{name}]", f"values = {json.dumps(values)}"]
     lines.append("[parameters]")
