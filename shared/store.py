@@ -21,18 +21,10 @@ from typing import Any, cast
 from uuid import UUID
 
 from eventsourcing.application import Application, ProcessingEvent
-from eventsourcing.persistence import (
-    InfrastructureFactory,
-    JSONTranscoder,
-    ProcessRecorder,
-    Tracking,
-    Transcoding,
-)
+from eventsourcing.persistence import JSONTranscoder, ProcessRecorder, Tracking, Transcoding
 from eventsourcing.sqlite import SQLiteProcessRecorder
-from eventsourcing.utils import Environment
 
 from shared.chain import Link, Record, extend
-from shared.sqlite import SQLiteFactory
 
 log = logging.getLogger(__name__)
 
@@ -232,11 +224,6 @@ class ServiceApplication(Application[Any]):
         super().__init__(env=dict(env) if env is not None else None)
         module = self.env.get("PERSISTENCE_MODULE") or "eventsourcing.sqlite"
         self.dialect = POSTGRES if "postgres" in module else SQLITE
-
-    def construct_factory(self, env: Environment) -> InfrastructureFactory[Any]:
-        if (env.get("PERSISTENCE_MODULE") or "eventsourcing.sqlite") != "eventsourcing.sqlite":
-            return super().construct_factory(env)
-        return SQLiteFactory(env)
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
