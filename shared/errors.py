@@ -79,6 +79,15 @@ class UnavailableError(PumpursError):
     code = "unavailable"
 
 
+class StoreUnavailableError(UnavailableError):
+    """The store did not answer (down, restarting, its connections all busy): retry."""
+
+    retry_after = 5
+
+    def __init__(self) -> None:
+        super().__init__("the store is not answering; try again shortly")
+
+
 # The one table: error class -> HTTP status. Order matters: first match wins.
 HTTP_STATUS: tuple[tuple[type[PumpursError], int], ...] = (
     (InvalidInputError, 400),

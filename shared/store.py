@@ -307,6 +307,9 @@ def store_env(
     if "postgres" in module:
         env["PROCESS_RECORDER_TOPIC"] = "shared.store:PostgresInboxRecorder"
         env.setdefault("POSTGRES_DBNAME", get("POSTGRES_DBNAME", service))
+        # How long a request waits for a connection (eventsourcing's default is 30 s): while
+        # PostgreSQL is down a command answers 503 after this, not after half a minute.
+        env["POSTGRES_CONNECT_TIMEOUT"] = get("POSTGRES_CONNECT_TIMEOUT", "10")
     else:
         Path(data_dir).mkdir(parents=True, exist_ok=True)
         env["PROCESS_RECORDER_TOPIC"] = "shared.store:SQLiteInboxRecorder"

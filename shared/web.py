@@ -22,7 +22,7 @@ from typing import Any
 from uuid import UUID
 
 from eventlet.event import Event
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError
 from marshmallow import Schema, ValidationError
 from nameko.web.handlers import HttpRequestHandler
 from nameko.web.server import WebServer, WsgiApp
@@ -39,6 +39,7 @@ from shared.errors import (
     NotFoundError,
     PayloadTooLargeError,
     PumpursError,
+    StoreUnavailableError,
     error_body,
     http_status,
 )
@@ -66,6 +67,21 @@ def _default(value: Any) -> Any:
 def json_response(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> Response:
     body = json.dumps(payload, default=_default, ensure_ascii=False, separators=(",", ":"))
     return Response(body, status=status, headers=dict(headers or {}), mimetype=JSON)
+
+
+def store_not_answering(exc: BaseException) -> bool:
+    """Whether a store error means "not answering now" (503) rather than a bug (500).
+
+    PostgreSQL: psycopg's operational errors are about the connection (refused, closed,
+    the pool's wait ran out); a bad statement is a ProgrammingError. SQLite raises
+    OperationalError for bad statements too, so only its busy and locked errors count.
+    """
+    cause = exc.__cause__ or exc
+    module = type(cause).__module__
+    if module.startswith(("psycopg", "psycopg_pool")) or isinstance(exc, InterfaceError):
+        return True
+    text = str(cause).lower()
+    return "locked" in text or "busy" in text
 
 
 def error_response(error: PumpursError) -> Response:
@@ -216,14 +232,23 @@ class Route(HttpRequestHandler):
             response = error_response(
                 ConflictError("the resource was changed concurrently; reload and retry")
             )
+        except (InterfaceError, OperationalError) as exc:
+            if not store_not_answering(exc):
+                response = self._internal_error()
+            else:
+                log.warning("store not answering in %s %s", self.method, self.url)
+                response = error_response(StoreUnavailableError())
         except Exception:
-            # The exception type only: messages may quote input.
-            log.error("unhandled error in %s %s", self.method, self.url, exc_info=True)
-            response = json_response(
-                500, {"error": {"code": "internal", "message": "internal error", "details": {}}}
-            )
+            response = self._internal_error()
         self._observe(response.status_code, time.perf_counter() - started)
         return response
+
+    def _internal_error(self) -> Response:
+        # The exception type only: messages may quote input.
+        log.error("unhandled error in %s %s", self.method, self.url, exc_info=True)
+        return json_response(
+            500, {"error": {"code": "internal", "message": "internal error", "details": {}}}
+        )
 
     def _answer(self, call: Call, request: Request) -> Response:
         values = request.path_values  # type: ignore[attr-defined]

@@ -1,5 +1,7 @@
 """The one table from errors to HTTP answers."""
 
+import sqlite3
+
 from shared.errors import (
     AuthenticationError,
     ConflictError,
@@ -7,6 +9,7 @@ from shared.errors import (
     NotFoundError,
     RateLimitedError,
     StaleVersionError,
+    StoreUnavailableError,
     error_body,
     http_status,
 )
@@ -40,3 +43,38 @@ def test_the_access_log_keeps_the_path_and_drops_the_query() -> None:
     record = logging.LogRecord("nameko.web.server", logging.INFO, "", 0, line, None, None)
     assert PathOnlyAccessLog().filter(record)
     assert record.getMessage() == '127.0.0.1 - - [28/Nov/2026 09:00:00] "GET /pupils HTTP/1.1" 403'
+
+
+def _raised_from(cause: Exception, wrapper: type[Exception]) -> Exception:
+    """The error the event store raises for ``cause``, as eventsourcing wraps it."""
+    try:
+        raise wrapper(str(cause)) from cause
+    except wrapper as exc:
+        return exc
+
+
+def test_a_store_that_does_not_answer_gets_503_with_retry_after() -> None:
+    import psycopg
+    import psycopg_pool
+    from eventsourcing.persistence import OperationalError
+
+    from shared.web import error_response, store_not_answering
+
+    down = psycopg.OperationalError("connection refused")
+    assert store_not_answering(_raised_from(down, OperationalError))
+    waited = psycopg_pool.PoolTimeout("couldn't get a connection after 10 sec")
+    assert store_not_answering(_raised_from(waited, OperationalError))
+    locked = sqlite3.OperationalError("database is locked")
+    assert store_not_answering(_raised_from(locked, OperationalError))
+
+    response = error_response(StoreUnavailableError())
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+
+
+def test_a_statement_the_store_refuses_is_not_called_unavailable() -> None:
+    from eventsourcing.persistence import OperationalError
+
+    from shared.web import store_not_answering
+
+    bug = sqlite3.OperationalError("no such table: pupils")
+    assert not store_not_answering(_raised_from(bug, OperationalError))
