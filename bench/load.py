@@ -28,18 +28,21 @@ def personal_code() -> str:
     return f"32{n // 100000:04d}-{n % 100000:05d}"
 
 
+def register_payload(gender: str = "F") -> dict[str, Any]:
+    """A new pupil of grade 7 at SCHOOL, with a personal code not used before."""
+    return {
+        "school_id": SCHOOL,
+        "grade": 7,
+        "given_name": "Anna",
+        "family_name": "Bērziņa",
+        "personal_code": personal_code(),
+        "birth_date": "2008-03-01",
+        "gender": gender,
+    }
+
+
 def register_body() -> bytes:
-    return json.dumps(
-        {
-            "school_id": SCHOOL,
-            "grade": 7,
-            "given_name": "Anna",
-            "family_name": "Bērziņa",
-            "personal_code": personal_code(),
-            "birth_date": "2008-03-01",
-            "gender": "F",
-        }
-    ).encode()
+    return json.dumps(register_payload()).encode()
 
 
 SIGN = json.dumps(

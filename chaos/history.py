@@ -23,7 +23,6 @@ Afterwards, reading the real stores and HTTP:
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 import random
 import subprocess
@@ -38,10 +37,11 @@ from uuid import UUID
 
 import requests
 
+from bench import load
 from shared.store import POSTGRES, SQLITE, stored_originator_id
 from shared.testing import REPO, Stores
 
-SCHOOL = "daugavpils-10-vsk"
+SCHOOL = load.SCHOOL
 SEMESTER = "2019-2020-1"
 SIGN = "learning.absences"
 FULLY_APPROVED = "approve_plan_national"  # the last approval: provisioning acts on it
@@ -53,12 +53,6 @@ SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
     "reporting": ("identification", "planning", "provisioning"),
 }
 SERVICES = ("identification", "planning", "provisioning", "reporting")
-_codes = itertools.count(random.randrange(10**8))
-
-
-def personal_code() -> str:
-    n = next(_codes) % 10**9
-    return f"32{n // 100000:04d}-{n % 100000:05d}"
 
 
 # -- recording ------------------------------------------------------------------------
@@ -148,20 +142,8 @@ class People:
 
 def pupil_flagged(people: People) -> tuple[str, int]:
     actor = people.teacher_id
-    registered = actor.command(
-        "register_pupil",
-        "/pupils",
-        {
-            "school_id": SCHOOL,
-            "grade": 7,
-            "given_name": "Anna",
-            "family_name": "Bērziņa",
-            "personal_code": personal_code(),
-            "birth_date": "2008-03-01",
-            "gender": random.choice("FM"),
-        },
-        None,
-    )
+    payload = load.register_payload(random.choice("FM"))
+    registered = actor.command("register_pupil", "/pupils", payload, None)
     pupil = str(registered["pupil_id"])
     flagged = actor.command(
         "record_risk_sign",
