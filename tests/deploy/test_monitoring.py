@@ -32,6 +32,9 @@ from tests.deploy.tools import (
     tool,
 )
 
+# What a service exports does not depend on its store: run with the first store only.
+pytestmark = pytest.mark.store_free
+
 STORE_KIND = os.environ.get("PUMPURS_TEST_STORE", "sqlite")
 DASHBOARDS = sorted((K8S / "base" / "monitoring" / "dashboards").glob("*.json"))
 # Series a rule or dashboard may read that no service exports, each with its reason.
