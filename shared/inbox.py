@@ -8,7 +8,10 @@ Processing, per source and one message at a time: a message already tracked is
 a duplicate and changes nothing; a message whose previous id is not the last
 one applied reveals a gap, which is filled first by pulling the missing range
 from the source's notification log over RPC. The handler's effect (new events
-and/or read-model rows) commits in one transaction with the tracking record.
+and/or read-model rows) commits in one transaction with the tracking record. A
+message that fails is requeued, and dead-lettered after the delivery limit; one
+that fails because the store is not answering is held instead, unacknowledged,
+and tried again until the store answers.
 The same pull runs at start-up and periodically, so nothing published is ever
 lost even when a message was.
 """
@@ -33,12 +36,13 @@ from shared.contracts import Envelope, InvalidMessageError, registry
 from shared.eventstore import store_of
 from shared.metrics import metrics_for
 from shared.rpc import BROKER_ERRORS
-from shared.store import ServiceApplication
+from shared.store import ServiceApplication, store_not_answering
 from shared.topology import consumer_queue, dead_letter_queue
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DELIVERY_LIMIT = 5
+STORE_RETRY_SECONDS = 1.0  # between tries of a message held while the store is down
 
 
 @dataclass(frozen=True)
@@ -154,8 +158,7 @@ class Inbox(Entrypoint):
             _settle(message.reject, requeue=False)
             return
         try:
-            with self._lock:
-                outcome = self._apply_in_order(event)
+            outcome = self._apply_holding(event)
         except Exception as exc:
             deliveries = int((message.headers or {}).get("x-delivery-count", 0)) + 1
             final = deliveries > self.delivery_limit
@@ -173,6 +176,30 @@ class Inbox(Entrypoint):
             return
         self._count(outcome)
         _settle(message.ack)
+
+    def _apply_holding(self, event: IncomingEvent) -> str:
+        """Apply, holding the message while the store does not answer.
+
+        Requeueing would use up one of the message's deliveries per try, so a store
+        outage longer than a few tries would park good messages as dead letters.
+        Unacknowledged, the message stays ours until the store answers or we stop."""
+        held = False
+        while True:
+            try:
+                with self._lock:
+                    return self._apply_in_order(event)
+            except Exception as exc:
+                if not store_not_answering(exc) or self._stopping.is_set():
+                    raise
+                if not held:
+                    held = True
+                    self._count("held")
+                    log.warning(
+                        "store not answering: holding %s #%s until it does",
+                        self.source,
+                        event.envelope.notification_id,
+                    )
+                self._stopping.wait(STORE_RETRY_SECONDS)
 
     def _apply_in_order(self, event: IncomingEvent) -> str:
         envelope = event.envelope

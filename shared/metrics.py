@@ -50,7 +50,7 @@ class Metrics:
         self.events_consumed = Counter(
             "pumpurs_events_consumed_total",
             "Integration events consumed, by source and outcome "
-            "(ok, duplicate, retried, dead_lettered, caught_up).",
+            "(ok, duplicate, retried, dead_lettered, caught_up, held).",
             ["service", "source", "outcome"],
             registry=r,
         )

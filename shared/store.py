@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date
@@ -21,7 +22,14 @@ from typing import Any, cast
 from uuid import UUID
 
 from eventsourcing.application import Application, ProcessingEvent
-from eventsourcing.persistence import JSONTranscoder, ProcessRecorder, Tracking, Transcoding
+from eventsourcing.persistence import (
+    InterfaceError,
+    JSONTranscoder,
+    OperationalError,
+    ProcessRecorder,
+    Tracking,
+    Transcoding,
+)
 from eventsourcing.sqlite import SQLiteProcessRecorder
 
 from shared.chain import Link, Record, extend
@@ -30,6 +38,26 @@ log = logging.getLogger(__name__)
 
 SQLITE = "sqlite"
 POSTGRES = "postgres"
+
+
+def store_not_answering(exc: BaseException) -> bool:
+    """Whether an error means the store is not answering now (try again) rather than a bug.
+
+    PostgreSQL: psycopg's operational and interface errors are about the connection
+    (refused, closed, the pool's wait ran out); a bad statement is a ProgrammingError.
+    SQLite raises OperationalError for bad statements too, so only busy and locked count.
+    """
+    cause = exc.__cause__ or exc
+    if type(cause).__module__.startswith("psycopg"):
+        import psycopg  # only a PostgreSQL store gets here, so SQLite needs no psycopg
+
+        return isinstance(cause, psycopg.OperationalError | psycopg.InterfaceError)
+    if isinstance(exc, InterfaceError):
+        return True
+    if isinstance(cause, sqlite3.OperationalError | OperationalError):
+        text = str(cause).lower()
+        return "locked" in text or "busy" in text
+    return False
 
 
 class Sql:

@@ -172,6 +172,30 @@ class Stores:
             c.row_factory = sqlite3.Row
             return [dict(row) for row in c.execute(statement, params).fetchall()]
 
+    @contextlib.contextmanager
+    def outage(self, service: str) -> Iterator[None]:
+        """The service's store stops answering it: PostgreSQL refuses its connections
+        (and drops the open ones); SQLite is held locked by another writer."""
+        if self.kind == "postgres":
+            name = self.database(service)
+            self._admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            self._admin(
+                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+            )
+            try:
+                yield
+            finally:
+                self._admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            return
+        import sqlite3
+
+        locker = sqlite3.connect(self.data_dir / f"{service}.sqlite", isolation_level=None)
+        try:
+            locker.execute("BEGIN EXCLUSIVE")
+            yield
+        finally:
+            locker.close()  # rolls the empty transaction back
+
     def events_table(self, service: str) -> str:
         return f"{service}_events" if self.kind == "postgres" else "stored_events"
 

@@ -47,6 +47,7 @@ from shared.eventstore import store_of
 from shared.idempotency import canonical
 from shared.metrics import metrics_for
 from shared.ratelimit import limiter_for
+from shared.store import store_not_answering
 
 log = logging.getLogger(__name__)
 
@@ -67,21 +68,6 @@ def _default(value: Any) -> Any:
 def json_response(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> Response:
     body = json.dumps(payload, default=_default, ensure_ascii=False, separators=(",", ":"))
     return Response(body, status=status, headers=dict(headers or {}), mimetype=JSON)
-
-
-def store_not_answering(exc: BaseException) -> bool:
-    """Whether a store error means "not answering now" (503) rather than a bug (500).
-
-    PostgreSQL: psycopg's operational errors are about the connection (refused, closed,
-    the pool's wait ran out); a bad statement is a ProgrammingError. SQLite raises
-    OperationalError for bad statements too, so only its busy and locked errors count.
-    """
-    cause = exc.__cause__ or exc
-    module = type(cause).__module__
-    if module.startswith(("psycopg", "psycopg_pool")) or isinstance(exc, InterfaceError):
-        return True
-    text = str(cause).lower()
-    return "locked" in text or "busy" in text
 
 
 def error_response(error: PumpursError) -> Response:

@@ -58,7 +58,8 @@ def test_a_store_that_does_not_answer_gets_503_with_retry_after() -> None:
     import psycopg_pool
     from eventsourcing.persistence import OperationalError
 
-    from shared.web import error_response, store_not_answering
+    from shared.store import store_not_answering
+    from shared.web import error_response
 
     down = psycopg.OperationalError("connection refused")
     assert store_not_answering(_raised_from(down, OperationalError))
@@ -74,7 +75,7 @@ def test_a_store_that_does_not_answer_gets_503_with_retry_after() -> None:
 def test_a_statement_the_store_refuses_is_not_called_unavailable() -> None:
     from eventsourcing.persistence import OperationalError
 
-    from shared.web import store_not_answering
+    from shared.store import store_not_answering
 
     bug = sqlite3.OperationalError("no such table: pupils")
     assert not store_not_answering(_raised_from(bug, OperationalError))
