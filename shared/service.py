@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from nameko.extensions import DependencyProvider
@@ -12,12 +13,32 @@ from shared.metrics import CONTENT_TYPE_LATEST, metrics_for
 from shared.openapi import build_openapi
 from shared.web import Call, json_response, route
 
+READINESS_INTERVAL_SECONDS = 5.0
+
 
 class Chassis(DependencyProvider):
-    """Readiness, metrics and the OpenAPI document of the container."""
+    """Readiness, metrics and the OpenAPI document of the container.
+
+    The ready gauge is kept by a watcher, not measured on scrape: while the store does
+    not answer, a check waits for it, and a scrape that waited would time out just when
+    the metrics matter most."""
 
     def setup(self) -> None:
         self._openapi: dict[str, Any] | None = None
+        self._stopped = threading.Event()
+
+    def start(self) -> None:
+        self.container.spawn_managed_thread(self._watch_readiness, identifier="chassis.ready")
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    kill = stop
+
+    def _watch_readiness(self) -> None:
+        while not self._stopped.is_set():
+            self.is_ready()
+            self._stopped.wait(READINESS_INTERVAL_SECONDS)
 
     def is_ready(self) -> bool:
         ready = store_of(self.container).is_ready()
@@ -26,7 +47,6 @@ class Chassis(DependencyProvider):
         return ready
 
     def metrics_text(self) -> bytes:
-        self.is_ready()
         return metrics_for(self.container).exposition()
 
     def openapi(self) -> dict[str, Any]:
