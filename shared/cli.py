@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -61,10 +60,9 @@ def serve(args: argparse.Namespace) -> int:
 
     from nameko.cli.run import run
 
-    logging.basicConfig(
-        level=os.environ.get("PUMPURS_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    from shared import logs
+
+    logs.configure(os.environ.get("PUMPURS_LOG_LEVEL", "INFO"))
     module, cls, _port = SERVICES[args.service]
     service_cls = getattr(importlib.import_module(module), cls)
     run([service_cls], nameko_config(args.service, dict(os.environ)))
