@@ -82,6 +82,11 @@ def retried(method: Callable[..., T]) -> Callable[..., T]:
 
 class ProvisioningApplication(ServiceApplication):
     name = "provisioning"
+    # A school's budget changes with every provision of the semester, so replaying it for
+    # each command costs more as the semester goes on. Recently used aggregates stay in
+    # memory; each load reads only the events saved since (by any replica) and works on a
+    # copy, so a refused command leaves the cache as it was.
+    env = {**ServiceApplication.env, "AGGREGATE_CACHE_MAXSIZE": "1000"}
     # Loading reads the latest snapshot and at most this many events after it.
     snapshotting_intervals = {Budget: 100, Provision: 50}
 
