@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from shared.auth import mint_token
 from shared.testing import Broker, ServiceProcess, Stores, token_for
 
 STORE_KIND = os.environ.get("PUMPURS_TEST_STORE", "sqlite")
@@ -78,10 +80,45 @@ class System:
             self.log_dir,
         )
 
-    def token(self, role: str, **claims: str) -> str:
-        return token_for(role, self.keys_dir, **claims)
+    def token(self, role: str, sub: str | None = None, **claims: Any) -> str:
+        if sub is None:
+            return token_for(role, self.keys_dir, **claims)
+        return mint_token(role, sub=sub, environ={"PUMPURS_KEYS_DIR": str(self.keys_dir)}, **claims)
 
 
 @pytest.fixture
 def system(broker: Broker, stores: Stores, keys_dir: Path, tmp_path: Path) -> System:
     return System(broker, stores, keys_dir, tmp_path)
+
+
+class ModuleSystem(System):
+    """Services on one vhost and one set of stores, shared by the tests of a module.
+
+    Its tokens name the tenant in their subject unless given one (``sub``).
+    """
+
+    def __init__(self, broker: Broker, stores: Stores, root: Path) -> None:
+        super().__init__(broker, stores, root / "keys", root)
+
+    def token(self, role: str, sub: str | None = None, **claims: Any) -> str:
+        return mint_token(
+            role,
+            sub=sub or f"test-{role}-{claims.get('school') or claims.get('municipality') or ''}",
+            environ={"PUMPURS_KEYS_DIR": str(self.keys_dir)},
+            **claims,
+        )
+
+
+@pytest.fixture(scope="module")
+def module_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleSystem]:
+    """One system for the tests of a module that do not need a store of their own: each
+    test makes its own pupils, plans or budgets and asserts on those."""
+    broker = Broker.from_env(os.environ)
+    broker.create()
+    root = tmp_path_factory.mktemp("system")
+    stores = Stores(STORE_KIND, root / "data", os.environ)
+    try:
+        yield ModuleSystem(broker, stores, root)
+    finally:
+        stores.drop()
+        broker.delete()
