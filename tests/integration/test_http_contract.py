@@ -1,7 +1,12 @@
-"""What a caller sees at the HTTP boundary: auth, tenants, validation, versions."""
+"""What a caller sees at the HTTP boundary: auth, tenants, validation, versions.
+
+The tests share one running identification (each registers a pupil of its own); the
+one that stops the service has its own.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,15 +25,20 @@ NEW_PUPIL = {
 }
 
 
-@pytest.fixture
-def identification(system: Any) -> Any:
-    service = system.service("identification")
+@pytest.fixture(scope="module")
+def identification(module_system: Any) -> Iterator[Any]:
+    service = module_system.service("identification")
     with running(service):
         yield service
 
 
-def teacher(system: Any, identification: Any, school: str = SCHOOL) -> Client:
-    return Client(identification.url, system.token("teacher", school=school))
+def a_new_pupil(serial: int) -> dict[str, Any]:
+    """NEW_PUPIL with a personal code of its own (a code registers one pupil only)."""
+    return {**NEW_PUPIL, "personal_code": f"040509-2{serial:04d}"}
+
+
+def teacher(module_system: Any, identification: Any, school: str = SCHOOL) -> Client:
+    return Client(identification.url, module_system.token("teacher", school=school))
 
 
 def head(identification: Any) -> int:
@@ -45,7 +55,7 @@ def test_no_token_is_401_with_an_error_body(identification: Any) -> None:
 
 
 def test_a_token_signed_with_another_key_is_401(
-    system: Any, identification: Any, tmp_path: Any
+    module_system: Any, identification: Any, tmp_path: Any
 ) -> None:
     from shared.testing import token_for
 
@@ -53,34 +63,37 @@ def test_a_token_signed_with_another_key_is_401(
     assert Client(identification.url, forged).post("/pupils", NEW_PUPIL).status_code == 401
 
 
-def test_wrong_role_is_403(system: Any, identification: Any) -> None:
-    auditor = Client(identification.url, system.token("auditor"))
+def test_wrong_role_is_403(module_system: Any, identification: Any) -> None:
+    auditor = Client(identification.url, module_system.token("auditor"))
     answer = auditor.post("/pupils", NEW_PUPIL)
     assert answer.status_code == 403
     assert answer.json()["error"]["code"] == "forbidden"
 
 
-def test_another_schools_pupil_is_404(system: Any, identification: Any) -> None:
-    pupil_id = teacher(system, identification).post("/pupils", NEW_PUPIL).json()["pupil_id"]
-    stranger = teacher(system, identification, school="daugavpils-12-vsk")
+def test_another_schools_pupil_is_404(module_system: Any, identification: Any) -> None:
+    body = a_new_pupil(1)
+    pupil_id = teacher(module_system, identification).post("/pupils", body).json()["pupil_id"]
+    stranger = teacher(module_system, identification, school="daugavpils-12-vsk")
     answer = stranger.get(f"/pupils/{pupil_id}")
     assert answer.status_code == 404
     assert answer.json()["error"]["code"] == "pupil_not_found"
     # The coordinator of another municipality does not see it either.
-    riga = Client(identification.url, system.token("municipal_coordinator", municipality="riga"))
+    riga = Client(
+        identification.url, module_system.token("municipal_coordinator", municipality="riga")
+    )
     assert riga.get(f"/pupils/{pupil_id}").status_code == 404
     # Daugavpils' coordinator does.
     own = Client(
-        identification.url, system.token("municipal_coordinator", municipality="daugavpils")
+        identification.url, module_system.token("municipal_coordinator", municipality="daugavpils")
     )
     assert own.get(f"/pupils/{pupil_id}").status_code == 200
 
 
 def test_invalid_body_is_400_naming_the_fields_and_stores_nothing(
-    system: Any, identification: Any
+    module_system: Any, identification: Any
 ) -> None:
     before = head(identification)
-    answer = teacher(system, identification).post(
+    answer = teacher(module_system, identification).post(
         "/pupils", {"school_id": SCHOOL, "grade": 13, "gender": "X"}
     )
     assert answer.status_code == 400
@@ -96,9 +109,11 @@ def test_invalid_body_is_400_naming_the_fields_and_stores_nothing(
     assert head(identification) == before
 
 
-def test_stale_expected_version_is_409_and_stores_nothing(system: Any, identification: Any) -> None:
-    client = teacher(system, identification)
-    pupil_id = client.post("/pupils", NEW_PUPIL).json()["pupil_id"]
+def test_stale_expected_version_is_409_and_stores_nothing(
+    module_system: Any, identification: Any
+) -> None:
+    client = teacher(module_system, identification)
+    pupil_id = client.post("/pupils", a_new_pupil(2)).json()["pupil_id"]
     sign = {"code": "learning.gaps", "observed_on": "2019-09-20", "evidence": "missed grade 6"}
     assert client.post(f"/pupils/{pupil_id}/risk-signs", {**sign, "expected_version": 1}).ok
     before = head(identification)
@@ -131,27 +146,36 @@ def test_chassis_routes(identification: Any) -> None:
     assert "pumpurs_outbox_backlog_events" in metrics
 
 
-def test_sigterm_stops_an_idle_service_promptly(identification: Any) -> None:
+@pytest.fixture
+def own_identification(system: Any) -> Iterator[Any]:
+    """A service of its own, for the test that stops it."""
+    service = system.service("identification")
+    with running(service):
+        yield service
+
+
+def test_sigterm_stops_an_idle_service_promptly(own_identification: Any) -> None:
     import time
 
     started = time.monotonic()
-    assert identification.stop(timeout=15) is not None
+    assert own_identification.stop(timeout=15) is not None
     assert time.monotonic() - started < 10
 
 
 def test_a_retried_create_with_the_same_idempotency_key_creates_once(
-    system: Any, identification: Any
+    module_system: Any, identification: Any
 ) -> None:
-    client = teacher(system, identification)
+    client = teacher(module_system, identification)
     headers = {"Idempotency-Key": "register-7f3a"}
-    first = client.post("/pupils", NEW_PUPIL, headers=headers)
+    body = a_new_pupil(3)
+    first = client.post("/pupils", body, headers=headers)
     assert first.status_code == 201
     after_first = head(identification)
-    retry = client.post("/pupils", dict(reversed(list(NEW_PUPIL.items()))), headers=headers)
+    retry = client.post("/pupils", dict(reversed(list(body.items()))), headers=headers)
     assert retry.status_code == 201
     assert retry.json() == first.json()
     assert head(identification) == after_first
-    reused = client.post("/pupils", {**NEW_PUPIL, "grade": 8}, headers=headers)
+    reused = client.post("/pupils", {**body, "grade": 8}, headers=headers)
     assert reused.status_code == 422
     assert reused.json()["error"]["code"] == "idempotency_key_reused"
     assert head(identification) == after_first
