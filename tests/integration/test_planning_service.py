@@ -1,7 +1,13 @@
-"""Planning as a process beside identification, on a real broker and the store under test."""
+"""Planning as a process beside identification, on a real broker and the store under test.
+
+The tests share one running pair of services: each registers pupils of its own and asserts
+on their plans (the lists test has a school of its own). The test that kills planning has
+its own pair.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 from collections.abc import Iterator
@@ -15,6 +21,7 @@ from shared.topology import EVENTS_EXCHANGE
 
 SCHOOL = "daugavpils-10-vsk"
 OTHER_SCHOOL = "daugavpils-12-vsk"
+LISTS_SCHOOL = "daugavpils-16-vsk"  # only the lists test plans there
 SEMESTER = "2019-2020-1"
 CONSENT = {"given_by": "parent", "signed_on": "2019-09-02"}
 
@@ -151,26 +158,42 @@ class Tap:
         return [m["event_type"] for m in self.drain() if m["aggregate_id"] == plan_id]
 
 
-@pytest.fixture
-def services(system: Any) -> Iterator[dict[str, Any]]:
+@contextlib.contextmanager
+def planning_beside_identification(system: Any) -> Iterator[dict[str, Any]]:
     tap = Tap(system.broker.uri)
     identification = system.service("identification")
     planning = system.service("planning")
     with running(identification, planning):
+        mint = system.token
         tokens = {
-            "teacher": system.token("teacher", school=SCHOOL),
-            "director": system.token("director", school=SCHOOL),
-            "municipal": system.token("municipal_coordinator", municipality="daugavpils"),
-            "national": system.token("national_coordinator"),
-            "stranger": system.token("teacher", school=OTHER_SCHOOL),
-            "auditor": system.token("auditor"),
+            "teacher": mint("teacher", school=SCHOOL),
+            "director": mint("director", school=SCHOOL),
+            "municipal": mint(
+                "municipal_coordinator", "test-municipal_coordinator", municipality="daugavpils"
+            ),
+            "national": mint("national_coordinator", "test-national_coordinator"),
+            "stranger": mint("teacher", school=OTHER_SCHOOL),
+            "auditor": mint("auditor"),
         }
         yield {
+            "system": system,
             "tap": tap,
             "planning_process": planning,
             "identification": Client(identification.url, tokens["teacher"]),
             **{role: Client(planning.url, token) for role, token in tokens.items()},
         }
+
+
+@pytest.fixture(scope="module")
+def services(module_system: Any) -> Iterator[dict[str, Any]]:
+    with planning_beside_identification(module_system) as services:
+        yield services
+
+
+@pytest.fixture
+def own_services(system: Any) -> Iterator[dict[str, Any]]:
+    with planning_beside_identification(system) as services:
+        yield services
 
 
 def approved_plan(s: dict[str, Any]) -> tuple[str, int, str]:
@@ -361,29 +384,34 @@ def test_a_departure_in_identification_closes_the_plan(services: dict[str, Any])
 
 
 def test_lists_page_within_the_tenant(services: dict[str, Any]) -> None:
-    teacher = services["teacher"]
-    pupils = [register_at_risk(services["identification"]) for _ in range(3)]
+    token = services["system"].token("teacher", school=LISTS_SCHOOL)
+    teacher = Client(services["teacher"].base_url, token)
+    identification = Client(services["identification"].base_url, token)
+    pupils = [register_at_risk(identification, school=LISTS_SCHOOL) for _ in range(3)]
     for pupil_id in pupils:
-        known_at_risk(teacher, pupil_id)
+        known_at_risk(teacher, pupil_id, school=LISTS_SCHOOL)
     plans = {draft_plan(teacher, pupil_id)["plan_id"] for pupil_id in pupils}
-    first = ok(teacher.get("/plans", params={"school_id": SCHOOL, "limit": 2}))
+    first = ok(teacher.get("/plans", params={"school_id": LISTS_SCHOOL, "limit": 2}))
     assert len(first["items"]) == 2 and first["next_after"] == first["items"][-1]["plan_id"]
     rest = ok(teacher.get("/plans", params={"limit": 2, "after": first["next_after"]}))
     assert rest["next_after"] is None
     assert {p["plan_id"] for p in first["items"] + rest["items"]} == plans
     assert ok(teacher.get("/plans", params={"status": "approved"}))["items"] == []
     assert ok(services["stranger"].get("/plans"))["items"] == []
-    assert ok(services["stranger"].get("/plans", params={"school_id": SCHOOL}))["items"] == []
+    stranger = services["stranger"]
+    assert ok(stranger.get("/plans", params={"school_id": LISTS_SCHOOL}))["items"] == []
     everything = ok(services["national"].get("/plans", params={"semester": SEMESTER}))["items"]
     assert plans <= {p["plan_id"] for p in everything}
     spec = ok(Client(teacher.base_url, None).get("/openapi.json"))
     assert {"/plans", "/plans/{plan_id}/history", "/plans/{plan_id}/continue"} <= set(spec["paths"])
 
 
-def test_planning_killed_mid_lifecycle_loses_and_repeats_nothing(services: dict[str, Any]) -> None:
-    teacher, tap = services["teacher"], services["tap"]
-    process: ServiceProcess = services["planning_process"]
-    plan_id, version, _ = approved_plan(services)
+def test_planning_killed_mid_lifecycle_loses_and_repeats_nothing(
+    own_services: dict[str, Any],
+) -> None:
+    teacher, tap = own_services["teacher"], own_services["tap"]
+    process: ServiceProcess = own_services["planning_process"]
+    plan_id, version, _ = approved_plan(own_services)
     process.kill()
     process.start()
     shown = plan_of(teacher, plan_id)
