@@ -3,10 +3,14 @@ from a plan's approval to requests against the budget, orders, deliveries, holds
 cancellations, with concurrent requests against one budget.
 
 Provisioning runs with a cap of 500.00 EUR per pupil per semester (PUMPURS_PUPIL_CAP_EUR).
+
+The tests share one running system: each plans for pupils of its own and spends from the
+budget of a semester of its own. The test that stops provisioning has its own system.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +36,10 @@ from tests.integration.test_provisioning_budgets import Tap, put
 
 SEMESTER = "2019-2020-1"
 BUDGET = f"/budgets/{SCHOOL}/{SEMESTER}"
+# Semesters of the other tests' budgets; each begins before those tests' delivery dates.
+RETRY_SEMESTER = "2018-2019-1"
+HOLD_SEMESTER = "2018-2019-2"
+RACE_SEMESTER = "2017-2018-1"
 PUPIL_CAP = "500.00"
 APPROVERS = ("director", "municipal", "national")
 
@@ -40,13 +48,16 @@ APPROVERS = ("director", "municipal", "national")
 
 
 def plan_with(
-    s: dict[str, Any], measures: list[tuple[str, str]], approvers: tuple[str, ...] = APPROVERS
+    s: dict[str, Any],
+    measures: list[tuple[str, str]],
+    approvers: tuple[str, ...] = APPROVERS,
+    semester: str = SEMESTER,
 ) -> tuple[str, int, list[str]]:
-    """A plan for a new pupil at risk with material measures (kind, euros), submitted and
-    approved by ``approvers``: its id, version and measure ids."""
+    """A plan of ``semester`` for a new pupil at risk with material measures (kind, euros),
+    submitted and approved by ``approvers``: its id, version and measure ids."""
     pupil_id = register_at_risk(s["identification"])
     known_at_risk(s["teacher"], pupil_id)
-    plan = draft_plan(s["teacher"], pupil_id)
+    plan = draft_plan(s["teacher"], pupil_id, semester)
     version, measure_ids = plan["version"], []
     for kind, amount in measures:
         added = add_measure(
@@ -112,8 +123,12 @@ def act(client: Client, provision: dict[str, Any], action: str, **body: Any) -> 
     return client.post(path, {**body, "expected_version": provision["version"]})
 
 
-def budget(client: Client) -> tuple[str, str, str, str]:
-    b = ok(client.get(BUDGET))
+def budget_path(semester: str) -> str:
+    return f"/budgets/{SCHOOL}/{semester}"
+
+
+def budget(client: Client, semester: str = SEMESTER) -> tuple[str, str, str, str]:
+    b = ok(client.get(budget_path(semester)))
     return (b["allocated"], b["committed"], b["spent"], b["available"])
 
 
@@ -121,11 +136,17 @@ def reload(client: Client, provision: dict[str, Any]) -> dict[str, Any]:
     return ok(client.get(f"/provisions/{provision['provision_id']}"))
 
 
+def of_measures(tap: Tap, measures: set[str], *types: str) -> list[dict[str, Any]]:
+    """The events of those types about provisions of ``measures`` (the tap sees every
+    test's)."""
+    return [m for m in tap.of_type(*types) if m["payload"]["measure_id"] in measures]
+
+
 # -- the fixture ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def stack(system: Any) -> Iterator[dict[str, Any]]:
+@contextlib.contextmanager
+def provisioning_beside_planning(system: Any) -> Iterator[dict[str, Any]]:
     tap = Tap(system.broker.uri, "provisioning")
     identification = system.service("identification")
     planning = system.service("planning")
@@ -148,6 +169,18 @@ def stack(system: Any) -> Iterator[dict[str, Any]]:
                 for role, token in tokens.items()
             },
         }
+
+
+@pytest.fixture(scope="module")
+def stack(module_system: Any) -> Iterator[dict[str, Any]]:
+    with provisioning_beside_planning(module_system) as stack:
+        yield stack
+
+
+@pytest.fixture
+def own_stack(system: Any) -> Iterator[dict[str, Any]]:
+    with provisioning_beside_planning(system) as stack:
+        yield stack
 
 
 # -- the tests ---------------------------------------------------------------------------------
@@ -173,8 +206,11 @@ def test_an_approved_plan_requests_its_material_support_and_deliveries_spend_the
     assert budget(municipal) == ("100.00", "60.00", "0.00", "40.00")
 
     # Planning learns every decision, naming the plan and the measure.
-    wait_until(lambda: len(stack["tap"].of_type("provision_rejected")) == 2, timeout=20)
-    rejected = {m["payload"]["measure_id"]: m for m in stack["tap"].of_type("provision_rejected")}
+    ours = {meals, books, boarding}
+    wait_until(lambda: len(of_measures(stack["tap"], ours, "provision_rejected")) == 2, timeout=20)
+    rejected = {
+        m["payload"]["measure_id"]: m for m in of_measures(stack["tap"], ours, "provision_rejected")
+    }
     assert {m: r["payload"]["reason"] for m, r in rejected.items()} == {
         books: "over_budget",
         boarding: "over_pupil_cap",
@@ -252,8 +288,8 @@ def test_an_approved_plan_requests_its_material_support_and_deliveries_spend_the
     assert [p["measure_id"] for p in done["items"]] == [meals]
 
     # Every delivery is published with its amount and date, without supplier or receipt.
-    wait_until(lambda: len(stack["tap"].of_type("provision_delivered")) == 3, timeout=20)
-    delivered = stack["tap"].of_type("provision_delivered")
+    wait_until(lambda: len(of_measures(stack["tap"], ours, "provision_delivered")) == 3, timeout=20)
+    delivered = of_measures(stack["tap"], ours, "provision_delivered")
     assert [(d["payload"]["amount_eur"], d["payload"]["delivered_on"]) for d in delivered] == [
         ("20.00", "2019-09-30"),
         ("20.00", "2019-10-31"),
@@ -270,8 +306,8 @@ def test_a_retried_delivery_with_its_idempotency_key_is_recorded_once(
     stack: dict[str, Any],
 ) -> None:
     director = stack["director@provisioning"]
-    ok(put(stack["national@provisioning"], BUDGET, {"amount_eur": "50.00"}))
-    plan_id, _, (meals,) = plan_with(stack, [("meals", "30.00")])
+    ok(put(stack["national@provisioning"], budget_path(RETRY_SEMESTER), {"amount_eur": "50.00"}))
+    plan_id, _, (meals,) = plan_with(stack, [("meals", "30.00")], semester=RETRY_SEMESTER)
     provision = provisions_of(director, plan_id, 1)[meals]
     provision = ok(act(director, provision, "order", supplier="canteen", amount_eur="30.00"))
     body = {
@@ -287,16 +323,16 @@ def test_a_retried_delivery_with_its_idempotency_key_is_recorded_once(
     assert again.json() == first.json()
     assert again.headers.get("Idempotent-Replayed") == "true"
     assert len(reload(director, provision)["deliveries"]) == 1
-    assert budget(director) == ("50.00", "20.00", "10.00", "20.00")
+    assert budget(director, RETRY_SEMESTER) == ("50.00", "20.00", "10.00", "20.00")
 
 
 def test_suspension_holds_deactivation_and_cancellation_release_the_money(
     stack: dict[str, Any],
 ) -> None:
     director, teacher = stack["director@provisioning"], stack["teacher"]
-    ok(put(stack["municipal@provisioning"], BUDGET, {"amount_eur": "100.00"}))
+    ok(put(stack["municipal@provisioning"], budget_path(HOLD_SEMESTER), {"amount_eur": "100.00"}))
     plan_id, _, (meals, clothes) = plan_with(
-        stack, [("meals", "30.00"), ("personal_items", "20.00")]
+        stack, [("meals", "30.00"), ("personal_items", "20.00")], semester=HOLD_SEMESTER
     )
     shown = provisions_of(director, plan_id, 2)
     ok(act(director, shown[meals], "order", supplier="canteen", amount_eur="30.00"))
@@ -309,7 +345,7 @@ def test_suspension_holds_deactivation_and_cancellation_release_the_money(
     )
     assert refused.status_code == 409
     assert refused.json()["error"]["code"] == "transition_not_allowed"
-    assert budget(director) == ("100.00", "50.00", "0.00", "50.00")  # still reserved
+    assert budget(director, HOLD_SEMESTER) == ("100.00", "50.00", "0.00", "50.00")  # still reserved
 
     plan_command(teacher, plan_id, "resume")
     settles(director, plan_id, lambda p: p["status"] != "on_hold")
@@ -318,18 +354,19 @@ def test_suspension_holds_deactivation_and_cancellation_release_the_money(
 
     cancelled = ok(act(director, reload(director, shown[clothes]), "cancel", reason="not needed"))
     assert (cancelled["status"], cancelled["cancellation"]["reason"]) == ("cancelled", "not needed")
-    assert budget(director) == ("100.00", "30.00", "0.00", "70.00")
+    assert budget(director, HOLD_SEMESTER) == ("100.00", "30.00", "0.00", "70.00")
 
     plan_command(teacher, plan_id, "deactivate", reason="enrolled by mistake")
     settles(director, plan_id, lambda p: p["status"] == "cancelled")
-    assert budget(director) == ("100.00", "0.00", "0.00", "100.00")
+    assert budget(director, HOLD_SEMESTER) == ("100.00", "0.00", "0.00", "100.00")
     causes = {
         m["payload"]["measure_id"]: m["payload"]["cause"]
-        for m in stack["tap"].of_type("provision_cancelled")
+        for m in of_measures(stack["tap"], {meals, clothes}, "provision_cancelled")
     }
     assert causes == {clothes: "cancelled", meals: "plan_deactivated"}
-    wait_until(lambda: len(stack["tap"].of_type("provision_released")) == 2, timeout=20)
-    released = stack["tap"].of_type("provision_released")
+    ours = {meals, clothes}
+    wait_until(lambda: len(of_measures(stack["tap"], ours, "provision_released")) == 2, timeout=20)
+    released = of_measures(stack["tap"], ours, "provision_released")
     assert sorted(Decimal(m["payload"]["amount_eur"]) for m in released) == [20, 30]
 
 
@@ -337,9 +374,9 @@ def test_concurrent_deliveries_approvals_and_a_new_allocation_never_overspend_th
     stack: dict[str, Any],
 ) -> None:
     director, municipal = stack["director@provisioning"], stack["municipal@provisioning"]
-    ok(put(municipal, BUDGET, {"amount_eur": "200.00"}))
+    ok(put(municipal, budget_path(RACE_SEMESTER), {"amount_eur": "200.00"}))
     # Five provisions of 20.00, ordered: 100.00 committed.
-    plan_id, _, measures = plan_with(stack, [("meals", "20.00")] * 5)
+    plan_id, _, measures = plan_with(stack, [("meals", "20.00")] * 5, semester=RACE_SEMESTER)
     ordered = [
         ok(act(director, p, "order", supplier="canteen", amount_eur="20.00"))
         for p in provisions_of(director, plan_id, 5).values()
@@ -347,7 +384,12 @@ def test_concurrent_deliveries_approvals_and_a_new_allocation_never_overspend_th
     # Four more plans of 40.00 each, waiting only for the national approval: 160.00 wanted,
     # 100.00 left, so exactly two fit whatever the order.
     waiting = [
-        plan_with(stack, [("learning_materials", "40.00")], approvers=APPROVERS[:2])
+        plan_with(
+            stack,
+            [("learning_materials", "40.00")],
+            approvers=APPROVERS[:2],
+            semester=RACE_SEMESTER,
+        )
         for _ in range(4)
     ]
 
@@ -388,7 +430,7 @@ def test_concurrent_deliveries_approvals_and_a_new_allocation_never_overspend_th
             for plan in waiting
         ],
         # And the coordinator lowers the allocation meanwhile.
-        lambda: put(municipal, BUDGET, {"amount_eur": "190.00"}),
+        lambda: put(municipal, budget_path(RACE_SEMESTER), {"amount_eur": "190.00"}),
     ]
     with ThreadPoolExecutor(max_workers=len(calls)) as pool:
         answers = list(pool.map(at_once, calls))
@@ -401,8 +443,8 @@ def test_concurrent_deliveries_approvals_and_a_new_allocation_never_overspend_th
     assert statuses == ["rejected", "rejected", "requested", "requested"]
 
     # 95.00 delivered, 5.00 + 80.00 reserved, out of 190.00.
-    assert budget(director) == ("190.00", "85.00", "95.00", "10.00")
-    every = ok(director.get("/provisions", params={"school_id": SCHOOL, "semester": SEMESTER}))
+    assert budget(director, RACE_SEMESTER) == ("190.00", "85.00", "95.00", "10.00")
+    every = ok(director.get("/provisions", params={"school_id": SCHOOL, "semester": RACE_SEMESTER}))
     items = every["items"]
     assert sum(Decimal(p["committed_eur"]) for p in items) == Decimal("85.00")
     assert sum(Decimal(p["delivered_eur"]) for p in items) == Decimal("95.00")
@@ -410,8 +452,9 @@ def test_concurrent_deliveries_approvals_and_a_new_allocation_never_overspend_th
 
 
 def test_provisioning_down_during_an_approval_catches_up_and_requests_once(
-    stack: dict[str, Any],
+    own_stack: dict[str, Any],
 ) -> None:
+    stack = own_stack
     director = stack["director@provisioning"]
     process: ServiceProcess = stack["provisioning_process"]
     ok(put(stack["national@provisioning"], BUDGET, {"amount_eur": "100.00"}))
