@@ -200,10 +200,24 @@ class SQLiteInboxRecorder(_ChainsEvents, SQLiteProcessRecorder):
         return returning
 
 
+def _steady_reconnects() -> None:
+    """Try to reconnect to PostgreSQL every second (with the pool's jitter), for as long
+    as the pool tries (five minutes), not at doubling intervals.
+
+    psycopg_pool (pinned, 3.3) doubles the wait between attempts without a cap: after
+    40 s down a service stayed unavailable for another 19 s, and the gap grows with the
+    outage. An attempt against a server that is down costs next to nothing."""
+    from psycopg_pool.base import AttemptWithBackoff
+
+    AttemptWithBackoff.DELAY_BACKOFF = 1.0
+
+
 def _postgres_inbox_recorder() -> type:
     # Imported lazily: psycopg must not load before PSYCOPG_WAIT_FUNC is set.
     from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
     from psycopg.sql import SQL
+
+    _steady_reconnects()
 
     class PostgresInboxRecorder(_ChainsEvents, PostgresProcessRecorder):
         def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:

@@ -48,7 +48,7 @@ def test_events_arriving_while_the_store_is_down_are_applied_once_it_answers(
             )
             time.sleep(OUTAGE_SECONDS[system.stores.kind])
 
-        # PostgreSQL's pool reconnects with a backoff: planning answers 503 until it has.
+        # Until PostgreSQL's pool has reconnected (within about a second) planning answers 503.
         wait_until(lambda: during in at_risk_once_answering(plans), timeout=60, interval=0.5)
         assert list_dead_letters(system.broker.uri, "planning") == []
         parked = planning.metric(
