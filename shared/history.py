@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
 from shared.contracts import registry
 
@@ -12,6 +12,11 @@ from shared.contracts import registry
 # a history query past it is refused (400), not sent to the database.
 MAX_VERSION = 2**63 - 1
 _INTERNAL = {"originator_id", "originator_version", "timestamp", "originator_topic", "by"}
+
+
+class HistoryQuerySchema(Schema):
+    after = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_VERSION))
+    limit = fields.Integer(load_default=1000, validate=validate.Range(min=1, max=1000))
 
 
 class HistoryEntrySchema(Schema):

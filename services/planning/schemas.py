@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, post_dump, validate
+from marshmallow import Schema, fields, post_dump, validate
 
 from services.planning.domain import (
     MEASURE_KINDS,
@@ -13,34 +13,17 @@ from services.planning.domain import (
     RISK_OUTCOMES,
     STATUSES,
     Plan,
-    Semester,
     today,
 )
-from shared.errors import PumpursError
-from shared.history import MAX_VERSION
 from shared.history import HistoryEntrySchema as SharedHistoryEntrySchema
-
-
-def _semester(value: str) -> None:
-    try:
-        Semester.parse(value)
-    except PumpursError:
-        raise ValidationError("not a semester like 2019-2020-1") from None
-
-
-def _cents(value: Decimal) -> None:
-    try:
-        exact = value == value.quantize(Decimal("0.01"))
-    except InvalidOperation:
-        return  # too many digits to count in cents (1e400): the range check refuses it
-    if not exact:
-        raise ValidationError("at most two decimals")
+from shared.history import HistoryQuerySchema as HistoryQuerySchema
+from shared.validators import cents, semester_field
 
 
 def _amount(maximum: int) -> fields.Decimal:
     return fields.Decimal(
         allow_none=True,
-        validate=[validate.Range(min=Decimal("0.01"), max=Decimal(maximum)), _cents],
+        validate=[validate.Range(min=Decimal("0.01"), max=Decimal(maximum)), cents],
     )
 
 
@@ -72,7 +55,7 @@ class ConsentSchema(Schema):
 
 class DraftPlanSchema(Schema):
     pupil_id = fields.UUID(required=True)
-    semester = fields.String(required=True, validate=_semester)
+    semester = semester_field(required=True)
     consent = fields.Nested(ConsentSchema, required=True)
 
 
@@ -99,14 +82,14 @@ class EvaluateSchema(Versioned):
 
 
 class ContinueSchema(Versioned):
-    semester = fields.String(required=True, validate=_semester)
+    semester = semester_field(required=True)
 
 
 class ConsultationRequestSchema(Versioned):
     measure_id = fields.UUID(required=True)
     date = fields.Date(required=True)
     hours = fields.Decimal(
-        required=True, validate=[validate.Range(min=Decimal("0.01"), max=Decimal(24)), _cents]
+        required=True, validate=[validate.Range(min=Decimal("0.01"), max=Decimal(24)), cents]
     )
     provider = fields.String(required=True, validate=validate.Length(min=1, max=200))
     topic = fields.String(required=True, validate=validate.Length(min=1, max=2000))
@@ -119,15 +102,10 @@ class ConfirmSchema(Versioned):
 
 class PlansQuerySchema(Schema):
     school_id = fields.String(validate=validate.Length(min=1, max=100))
-    semester = fields.String(validate=_semester)
+    semester = semester_field()
     status = fields.String(validate=validate.OneOf(STATUSES))
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=500))
     after = fields.UUID()
-
-
-class HistoryQuerySchema(Schema):
-    after = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_VERSION))
-    limit = fields.Integer(load_default=1000, validate=validate.Range(min=1, max=1000))
 
 
 # -- answers ---------------------------------------------------------------------------

@@ -6,36 +6,20 @@ decimals is refused, never rounded.
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, fields, validate
 
-from services.provisioning.domain import STATUSES, Budget, Provision, Semester
-from shared.errors import PumpursError
-from shared.history import MAX_VERSION
+from services.provisioning.domain import STATUSES, Budget, Provision
 from shared.history import HistoryEntrySchema as SharedHistoryEntrySchema
-
-
-def _semester(value: str) -> None:
-    try:
-        Semester.parse(value)
-    except PumpursError:
-        raise ValidationError("not a semester like 2019-2020-1") from None
-
-
-def _cents(value: Decimal) -> None:
-    try:
-        exact = value == value.quantize(Decimal("0.01"))
-    except InvalidOperation:
-        return  # too many digits to count in cents (1e400): the range check refuses it
-    if not exact:
-        raise ValidationError("at most two decimals")
+from shared.history import HistoryQuerySchema as HistoryQuerySchema
+from shared.validators import cents, semester_field
 
 
 def _money(minimum: str, maximum: int) -> fields.Decimal:
     return fields.Decimal(
-        required=True, validate=[validate.Range(min=Decimal(minimum), max=Decimal(maximum)), _cents]
+        required=True, validate=[validate.Range(min=Decimal(minimum), max=Decimal(maximum)), cents]
     )
 
 
@@ -77,15 +61,10 @@ class CancelSchema(Schema):
 class ProvisionsQuerySchema(Schema):
     plan_id = fields.UUID()
     school_id = fields.String(validate=validate.Length(min=1, max=100))
-    semester = fields.String(validate=_semester)
+    semester = semester_field()
     status = fields.String(validate=validate.OneOf(STATUSES))
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=500))
     after = fields.UUID()
-
-
-class HistoryQuerySchema(Schema):
-    after = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_VERSION))
-    limit = fields.Integer(load_default=1000, validate=validate.Range(min=1, max=1000))
 
 
 # -- answers ---------------------------------------------------------------------------------
