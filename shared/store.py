@@ -215,11 +215,30 @@ def _steady_reconnects() -> None:
 def _postgres_inbox_recorder() -> type:
     # Imported lazily: psycopg must not load before PSYCOPG_WAIT_FUNC is set.
     from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
+    from eventsourcing.utils import retry
     from psycopg.sql import SQL
 
     _steady_reconnects()
 
-    class PostgresInboxRecorder(_ChainsEvents, PostgresProcessRecorder):
+    class _OneRoundTripAtATime(PostgresProcessRecorder):
+        """eventsourcing's insert without psycopg's pipeline mode.
+
+        An effect reads before it writes (a read-model row, the journal's last stamp), so
+        in a pipeline each of its statements costs a sync, and entering and leaving the
+        pipeline cost two more; under eventlet each of those is a green select. The
+        statements, their order and the transaction are eventsourcing's."""
+
+        @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+        def insert_events(self, stored_events: Any, **kwargs: Any) -> Any:
+            datastore = self.datastore
+            with datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+                self._insert_events(curs, stored_events, **kwargs)
+                if not stored_events:
+                    return None
+                self._insert_stored_events(curs, stored_events, **kwargs)
+                return self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+
+    class PostgresInboxRecorder(_ChainsEvents, _OneRoundTripAtATime):
         def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
             super().__init__(datastore, **kwargs)
             if datastore.enable_db_functions:
