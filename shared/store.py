@@ -364,6 +364,8 @@ def store_env(
         return environ.get(prefix + key) or environ.get(key) or default
 
     module = get("PERSISTENCE_MODULE", "eventsourcing.sqlite")
+    if module == "eventsourcing.sqlite":
+        module = "shared.sqlitestore:SQLiteFactory"  # the same store, statements kept prepared
     env = {"PERSISTENCE_MODULE": module, "SINGLE_ROW_TRACKING": "n"}
     if "postgres" in module:
         env["PROCESS_RECORDER_TOPIC"] = "shared.store:PostgresInboxRecorder"
