@@ -44,6 +44,9 @@ class _PreparedStatementsPool(SQLiteConnectionPool):
                 conn.execute("PRAGMA journal_mode=WAL")
                 self.journal_mode_was_changed_to_wal = True
             self.is_journal_mode_wal = True
+        # Every commit waits for the disk (SQLite's default, said here because the inbox
+        # relaxes it for a transaction and puts it back: see SQLiteInboxRecorder).
+        conn.execute("PRAGMA synchronous = FULL")
         conn.row_factory = sqlite3.Row
         return SQLiteConnection(sqlite_conn=conn, max_age=self.max_age)
 

@@ -192,6 +192,24 @@ class SQLiteInboxRecorder(_ChainsEvents, SQLiteProcessRecorder):
         chain = _CHAIN_DDL.format(t=self.chain_table, int="INTEGER", bytes="BLOB")
         return [*super().construct_create_table_statements(), chain]
 
+    def insert_events(self, stored_events: Any, **kwargs: Any) -> Any:
+        if stored_events or kwargs.get("tracking") is None:
+            return super().insert_events(stored_events, **kwargs)
+        # Only an inbox record and read-model rows: all of it derives from the source's
+        # log, so it need not wait for the disk. A power cut may take it back (never part
+        # of it: the WAL keeps transactions whole); the consumer then sees the gap and
+        # pulls the range from the source again. The next commit that stores events
+        # waits for the disk, and with it everything before it in the WAL. A process
+        # crash loses nothing either way.
+        with self.datastore.get_connection(commit=True) as conn:
+            cursor = conn.cursor()
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            try:
+                with conn.transaction(commit=True) as c:
+                    return self._insert_events(c, stored_events, **kwargs)
+            finally:
+                cursor.execute("PRAGMA synchronous = FULL")
+
     def _insert_events(self, c: Any, stored_events: Any, **kwargs: Any) -> Any:
         returning = super()._insert_events(c, stored_events, **kwargs)
         if stored_events:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -196,6 +197,33 @@ class Stores:
             yield
         finally:
             locker.close()  # rolls the empty transaction back
+
+    def copy(self, service: str) -> Callable[[], None]:
+        """Copy the (stopped) service's store; the function returned puts the copy back,
+        dropping every commit since, as a power cut or a restore from backup would."""
+        if self.kind == "postgres":
+            name = self.database(service)
+            self._admin(f'CREATE DATABASE "{name}_copy" TEMPLATE "{name}"')
+            self._databases.append(f"{name}_copy")
+
+            def restore_database() -> None:
+                self._admin(f'DROP DATABASE "{name}" WITH (FORCE)')
+                self._admin(f'CREATE DATABASE "{name}" TEMPLATE "{name}_copy"')
+
+            return restore_database
+        copies = self.data_dir / f"{service}-copy"
+        copies.mkdir()
+        files = sorted(self.data_dir.glob(f"{service}.sqlite*"))
+        for path in files:
+            shutil.copy2(path, copies / path.name)
+
+        def restore_files() -> None:
+            for path in self.data_dir.glob(f"{service}.sqlite*"):
+                path.unlink()
+            for path in files:
+                shutil.copy2(copies / path.name, path)
+
+        return restore_files
 
     def events_table(self, service: str) -> str:
         return f"{service}_events" if self.kind == "postgres" else "stored_events"

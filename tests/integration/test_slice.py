@@ -117,6 +117,28 @@ def test_broker_killed_and_restarted_halfway_loses_and_doubles_nothing(
     assert len(counts) == 200
 
 
+def test_planning_whose_last_commits_were_lost_catches_them_up_from_identification(
+    system: Any, slice_: Any
+) -> None:
+    """A consumer's inbox commits do not wait for the disk, so a power cut may take the
+    last of them back after their messages were acknowledged: the source still has them."""
+    _, planning_proc, identification, planning = slice_
+    before = [register_flagged(identification) for _ in range(10)]
+    wait_until(lambda: at_risk_ids(planning) >= set(before), timeout=10)
+    planning_proc.stop()
+    restore = system.stores.copy("planning")
+    planning_proc.start()
+    lost = [register_flagged(identification) for _ in range(20)]
+    wait_until(lambda: at_risk_ids(planning) >= set(lost), timeout=10)
+    planning_proc.kill()
+    restore()
+    assert not set(lost) & set(applied_events(system))  # the commits are gone
+    planning_proc.start()
+    wait_until(lambda: at_risk_ids(planning) >= set(lost), timeout=30, interval=0.2)
+    counts = applied_events(system)
+    assert [counts[p] for p in before + lost] == [3] * 30
+
+
 def _publish(uri: str, body: bytes, routing_key: str) -> None:
     with Connection(uri) as conn:
         conn.connect()
