@@ -86,7 +86,10 @@ class ProvisioningApplication(ServiceApplication):
     # each command costs more as the semester goes on. Recently used aggregates stay in
     # memory; each load reads only the events saved since (by any replica) and works on a
     # copy, so a refused command leaves the cache as it was.
-    env = {**ServiceApplication.env, "AGGREGATE_CACHE_MAXSIZE": "1000"}
+    # A provision's commands come in a burst (requested, ordered, delivered) and a school
+    # has one budget a semester, so a few hundred cover what is being worked on, as in
+    # planning. AGGREGATE_CACHE_MAXSIZE in the environment overrides it.
+    env = {**ServiceApplication.env, "AGGREGATE_CACHE_MAXSIZE": "250"}
     # Loading reads the latest snapshot and at most this many events after it.
     snapshotting_intervals = {Budget: 100, Provision: 50}
 
