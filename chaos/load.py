@@ -1,7 +1,8 @@
 """``python -m chaos.load``: a fixed rate of commands across the four services, sustained.
 
 The four services run as real processes (``pumpurs serve``) on a fresh broker vhost and
-the chosen store. Pupils go through one journey of 15 commands by four roles:
+the chosen store. Pupils of Daugavpils' eight schools (in turn, each school with its own
+teacher, director and budget) go through one journey of 15 commands by four roles:
 
   identification  register, record a risk sign (the pupil is flagged at risk)
   planning        draft a plan, add a consultation measure and a material measure,
@@ -54,10 +55,13 @@ from typing import Any
 from bench import load
 from bench.e2e import Watcher
 from bench.stack import CpuMeter, Stack, background_load, log, machine, meter, vhost
+from shared.schools import reference_schools
 from shared.testing import REPO, Broker, ServiceProcess, Stores, running, token_for, wait_until
 
 SERVICES = ("identification", "planning", "provisioning", "reporting")
-SCHOOL, MUNICIPALITY, SEMESTER = load.SCHOOL, "daugavpils", "2019-2020-1"
+MUNICIPALITY, SEMESTER = "daugavpils", "2019-2020-1"
+# Journeys take the municipality's schools in turn, each with its own staff and budget.
+SCHOOLS = tuple(s.school_id for s in reference_schools().values() if s.municipality == MUNICIPALITY)
 BUDGET_EUR = "10000000.00"
 MEALS_EUR = "90.00"
 STEP_GAP_SECONDS = 0.5  # between two steps of one journey, when nothing is late
@@ -87,11 +91,12 @@ class Caller:
     def __init__(self, ports: dict[str, int], keys_dir: Path) -> None:
         self.ports = ports
         self.tokens = {
-            "teacher": token_for("teacher", keys_dir, school=SCHOOL),
-            "director": token_for("director", keys_dir, school=SCHOOL),
             "municipal": token_for("municipal_coordinator", keys_dir, municipality=MUNICIPALITY),
             "national": token_for("national_coordinator", keys_dir),
         }
+        for school in SCHOOLS:
+            for role in SCHOOL_ROLES:
+                self.tokens[f"{role}@{school}"] = token_for(role, keys_dir, school=school)
         self.watcher: Watcher | None = None
         self._pools: dict[str, queue.LifoQueue[load.Http]] = {}
         for name, port in ports.items():
@@ -134,10 +139,14 @@ class Caller:
 # -- one pupil's journey ----------------------------------------------------------------------
 
 
+SCHOOL_ROLES = ("teacher", "director")
+
+
 @dataclass
 class Journey:
     """What a journey carries from one command to the next."""
 
+    school: str
     pupil_id: str = ""
     pupil_version: int = 0
     plan_id: str = ""
@@ -148,27 +157,30 @@ class Journey:
     provision_version: int = 0
     failed: bool = False
 
+    def role(self, role: str) -> str:
+        """The caller's token: a teacher or director of this journey's school."""
+        return f"{role}@{self.school}" if role in SCHOOL_ROLES else role
+
 
 Step = Callable[[Caller, Journey], float]  # the seconds it waited for a consumer
 
 
 def _pupil(call: Caller, j: Journey, path: str, body: dict[str, Any]) -> float:
     body = {**body, "expected_version": j.pupil_version}
-    j.pupil_version = call.ok("identification", "teacher", "POST", path, body)["version"]
+    j.pupil_version = call.ok("identification", j.role("teacher"), "POST", path, body)["version"]
     return 0.0
 
 
 def _plan(call: Caller, j: Journey, role: str, action: str, **body: Any) -> dict[str, Any]:
     body = {**body, "expected_version": j.plan_version}
-    answer = call.ok("planning", role, "POST", f"/plans/{j.plan_id}/{action}", body)
+    answer = call.ok("planning", j.role(role), "POST", f"/plans/{j.plan_id}/{action}", body)
     j.plan_version = answer["version"]
     return answer
 
 
 def register(call: Caller, j: Journey) -> float:
-    answer = call.ok(
-        "identification", "teacher", "POST", "/pupils", json.loads(load.register_body())
-    )
+    body = {**load.register_payload(), "school_id": j.school}
+    answer = call.ok("identification", j.role("teacher"), "POST", "/pupils", body)
     j.pupil_id, j.pupil_version = answer["pupil_id"], answer["version"]
     if call.watcher is not None:
         call.watcher.expect(j.pupil_id)
@@ -218,7 +230,7 @@ def draft(call: Caller, j: Journey) -> float:
     )
     consent = {"given_by": "parent", "signed_on": "2019-09-02"}
     body = {"pupil_id": j.pupil_id, "semester": SEMESTER, "consent": consent}
-    answer = call.ok("planning", "teacher", "POST", "/plans", body)
+    answer = call.ok("planning", j.role("teacher"), "POST", "/plans", body)
     j.plan_id, j.plan_version = answer["plan_id"], answer["version"]
     return waited
 
@@ -285,29 +297,29 @@ def confirm(call: Caller, j: Journey) -> float:
 def order(call: Caller, j: Journey) -> float:
     def attempt() -> dict[str, Any] | None:
         path = f"/provisions?plan_id={j.plan_id}"
-        items = call.ok("provisioning", "director", "GET", path)["items"]
+        items = call.ok("provisioning", j.role("director"), "GET", path)["items"]
         return items[0] if items else None
 
     provision, waited = polled(attempt, "the provision requested on approval")
     body = {"supplier": "school canteen", "amount_eur": MEALS_EUR}
-    answer = _provision(call, provision["provision_id"], provision["version"], "order", body)
+    answer = _provision(call, j, provision["provision_id"], provision["version"], "order", body)
     j.provision_id, j.provision_version = answer["provision_id"], answer["version"]
     return waited
 
 
 def deliver(call: Caller, j: Journey) -> float:
     body = {"delivered_on": "2019-10-20", "amount_eur": MEALS_EUR, "receipt_no": "R-1"}
-    j.provision_version = _provision(call, j.provision_id, j.provision_version, "deliver", body)[
-        "version"
-    ]
+    answer = _provision(call, j, j.provision_id, j.provision_version, "deliver", body)
+    j.provision_version = answer["version"]
     return 0.0
 
 
 def _provision(
-    call: Caller, provision_id: str, version: int, action: str, body: dict[str, Any]
+    call: Caller, j: Journey, provision_id: str, version: int, action: str, body: dict[str, Any]
 ) -> dict[str, Any]:
     path = f"/provisions/{provision_id}/{action}"
-    return call.ok("provisioning", "director", "POST", path, {**body, "expected_version": version})
+    body = {**body, "expected_version": version}
+    return call.ok("provisioning", j.role("director"), "POST", path, body)
 
 
 # A material delivery changes the plan (planning records it), so every plan command comes
@@ -375,8 +387,8 @@ class Drive:
     def due(self, i: int) -> float:
         return self.start + i / self.rate
 
-    def journey(self, slots: list[int]) -> None:
-        life = Journey()
+    def journey(self, number: int, slots: list[int]) -> None:
+        life = Journey(SCHOOLS[number % len(SCHOOLS)])
         for i in slots:
             out = self.outcomes[i]
             out.scheduled = self.due(i)
@@ -411,7 +423,7 @@ class Drive:
                     time.sleep(delay)
                 at_time(ticked)
                 ticked += 1
-            thread = threading.Thread(target=self.journey, args=(by_journey[j],), daemon=True)
+            thread = threading.Thread(target=self.journey, args=(j, by_journey[j]), daemon=True)
             thread.start()
             threads.append(thread)
         for i in range(ticked, len(self.slots)):
@@ -607,7 +619,8 @@ def drive(
     background = background_load()
     call = Caller(ports, keys_dir)
     budget = {"amount_eur": BUDGET_EUR}
-    call.ok("provisioning", "municipal", "PUT", f"/budgets/{SCHOOL}/{SEMESTER}", budget)
+    for school in SCHOOLS:
+        call.ok("provisioning", "municipal", "PUT", f"/budgets/{school}/{SEMESTER}", budget)
     warm, total = int(rate * warmup), int(rate * (warmup + seconds))
     driver = Drive(call, total, rate)
     call.watcher = Watcher(stores, WATCH_SECONDS)
