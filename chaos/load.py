@@ -62,6 +62,7 @@ SERVICES = ("identification", "planning", "provisioning", "reporting")
 MUNICIPALITY, SEMESTER = "daugavpils", "2019-2020-1"
 # Journeys take the municipality's schools in turn, each with its own staff and budget.
 SCHOOLS = tuple(s.school_id for s in reference_schools().values() if s.municipality == MUNICIPALITY)
+SCHOOL_ROLES = ("teacher", "director")  # their tokens name the school
 BUDGET_EUR = "10000000.00"
 MEALS_EUR = "90.00"
 STEP_GAP_SECONDS = 0.5  # between two steps of one journey, when nothing is late
@@ -137,9 +138,6 @@ class Caller:
 
 
 # -- one pupil's journey ----------------------------------------------------------------------
-
-
-SCHOOL_ROLES = ("teacher", "director")
 
 
 @dataclass
