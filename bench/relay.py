@@ -105,6 +105,7 @@ def run_relay_inprocess(app_env: dict[str, str], events: int, batch_size: int) -
         batches = 0
         while relay.publish_pending():
             batches += 1
+        relay.record_position()
         seconds = time.perf_counter() - started
         cpu = cpu_meter.read()
         relay.publisher.close()
