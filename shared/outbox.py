@@ -332,9 +332,11 @@ class Relay:
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
                 continue
-            if published:
+            if published == self.batch_size:  # a backlog: straight on to the next batch
                 time.sleep(0)  # let request handlers run between batches
                 continue
+            # Everything saved before that read is published; a save since has set the
+            # wake, so the wait below returns at once (one read fewer for every save).
             self._check_broker()
             if not self.lease.wait_for_saves(self.poll_interval):
                 self._wake.wait(self.poll_interval)

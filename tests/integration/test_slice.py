@@ -97,6 +97,14 @@ def test_planning_killed_while_200_pupils_are_flagged_gets_each_exactly_once(
     counts = applied_events(system)
     assert {counts[p] for p in pupils} == {3}
     assert len(counts) == 200
+    # Every message was acknowledged, none left hanging (the broker's figures lag by
+    # its statistics interval, five seconds).
+    wait_until(lambda: queue_settled(system, "planning.from.identification"), 30, interval=0.5)
+
+
+def queue_settled(system: Any, queue: str) -> bool:
+    figures = system.broker.queue(queue)
+    return figures.get("messages") == 0 and figures.get("messages_unacknowledged") == 0
 
 
 def test_broker_killed_and_restarted_halfway_loses_and_doubles_nothing(
