@@ -42,6 +42,7 @@ class Watcher(threading.Thread):
         self.pending: dict[str, float] = {}
         self.seen: dict[str, float] = {}
         self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)  # notified when pupils are seen
         self.stopping = threading.Event()
         self.polls = 0
         self.error: BaseException | None = None
@@ -49,6 +50,11 @@ class Watcher(threading.Thread):
     def expect(self, pupil_id: str) -> None:
         with self.lock:
             self.pending[pupil_id] = 0.0
+
+    def wait_seen(self, pupil_id: str, timeout: float) -> bool:
+        """Block until the pupil's row is seen (True) or ``timeout`` passes (False)."""
+        with self.changed:
+            return self.changed.wait_for(lambda: pupil_id in self.seen, timeout)
 
     def _connect(self) -> Any:
         if self.stores.kind == "postgres":
@@ -88,10 +94,11 @@ class Watcher(threading.Thread):
                     now = time.perf_counter()
                     self.polls += 1
                     if rows:
-                        with self.lock:
+                        with self.changed:
                             for (pupil_id,) in rows:
                                 if self.pending.pop(pupil_id, None) is not None:
                                     self.seen[pupil_id] = now
+                            self.changed.notify_all()
                 time.sleep(self.poll)
         finally:
             conn.close()
