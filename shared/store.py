@@ -256,6 +256,15 @@ def _postgres_inbox_recorder() -> type:
                 self._insert_stored_events(curs, stored_events, **kwargs)
                 return self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
 
+        def _lock_table(self, curs: Any) -> None:
+            # eventsourcing's two statements (the lock's timeout, then the lock), sent
+            # together: without parameters psycopg uses the simple protocol, one round trip.
+            curs.execute(SQL("; ").join(self.lock_table_statements))
+
+        def _notify_channel(self, curs: Any) -> None:
+            """Nothing: nobody listens on eventsourcing's channel. The relay's lease listens
+            on the one the events table's trigger signals (``Relay.create_table``)."""
+
     class PostgresInboxRecorder(_ChainsEvents, _OneRoundTripAtATime):
         def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
             super().__init__(datastore, **kwargs)
@@ -345,7 +354,14 @@ class ServiceApplication(Application[Any]):
             yield Sql(cursor, self.dialect)
 
     def query(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
+        """One statement, which sees one snapshot however it is run."""
         datastore = self.recorder.datastore  # type: ignore[attr-defined]
+        if self.dialect == POSTGRES:
+            # Pooled connections are in autocommit: BEGIN and ROLLBACK around the read
+            # would be two more round trips, and psycopg answers a ROLLBACK by dropping
+            # every statement the connection had prepared (DEALLOCATE ALL, a fourth).
+            with datastore.get_connection() as conn, conn.cursor() as cursor:
+                return Sql(cursor, self.dialect).execute(statement, params).fetchall()
         with datastore.transaction(commit=False) as cursor:
             return Sql(cursor, self.dialect).execute(statement, params).fetchall()
 
