@@ -111,6 +111,7 @@ class Inbox(Entrypoint):
         self._stopping = threading.Event()
         self._rpc: Any = None
         self._rpc_proxy: ClusterRpcProxy | None = None
+        self._dead_letters: Any = None  # (connection, dead-letter queue), kept between looks
         self._known_head = 0
         self._last: int | None = None  # last applied notification id, see _last_applied
         self._last_message_at = 0.0
@@ -236,7 +237,9 @@ class Inbox(Entrypoint):
             except Exception as exc:
                 log.info("catch-up from %s not possible now (%s)", self.source, type(exc).__name__)
                 self._close_rpc()
+                self._close_dead_letters()
             self._stopping.wait(self.catch_up_interval)
+        self._close_dead_letters()
 
     def _catch_up(self) -> None:
         """Pull and apply everything the source has that this consumer has not.
@@ -340,12 +343,24 @@ class Inbox(Entrypoint):
         self.metrics.consumer_lag.labels(self.metrics.service, self.source).set(lag)
 
     def _observe_dead_letters(self) -> None:
+        """Kept connected between looks: a connection opened every few seconds by each
+        inbox filled the broker's log, two lines a connection."""
         from kombu import Connection
 
         service = self.container.service_name
-        with Connection(self.container.config["AMQP_URI"], connect_timeout=5) as conn:
-            declared = dead_letter_queue(service)(conn.channel()).queue_declare(passive=True)
+        if self._dead_letters is None:
+            conn = Connection(self.container.config["AMQP_URI"], connect_timeout=5)
+            self._dead_letters = (conn, dead_letter_queue(service)(conn.channel()))
+        declared = self._dead_letters[1].queue_declare(passive=True)
         self.metrics.dead_letters.labels(service).set(declared.message_count)
+
+    def _close_dead_letters(self) -> None:
+        kept, self._dead_letters = self._dead_letters, None
+        if kept is not None:
+            try:
+                kept[0].release()
+            except Exception:
+                log.debug("error while closing the dead-letter connection", exc_info=True)
 
 
 inbox: Callable[..., Any] = Inbox.decorator

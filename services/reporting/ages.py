@@ -64,9 +64,7 @@ class AgeDesk:
         return answered
 
     def _ask(self, enquiries: list[dict[str, str]]) -> list[dict[str, str]]:
-        config = dict(self.enquirer.container.config)
-        with ClusterRpcProxy(config, timeout=self.enquirer.timeout) as rpc:
-            answer = rpc.identification.age_bands(enquiries=enquiries)
+        answer = self.enquirer.identification().age_bands(enquiries=enquiries)
         loaded = schema_instance(AgeBandAnswersSchema).load(answer)
         return [{**a, "on": a["on"].isoformat()} for a in loaded["answers"]]
 
@@ -78,8 +76,33 @@ class AgeEnquirer(DependencyProvider):
     def setup(self) -> None:
         self.timeout = float(os.environ.get("PUMPURS_AGE_RPC_TIMEOUT", "5"))
         self.failing = False
+        self._proxy: ClusterRpcProxy | None = None
+        self._rpc: Any = None
+
+    def identification(self) -> Any:
+        """Identification's RPC proxy, kept from tick to tick: a connection of its own
+        opened every second put two lines a second into the broker's log under load."""
+        if self._rpc is None:
+            self._proxy = ClusterRpcProxy(dict(self.container.config), timeout=self.timeout)
+            self._rpc = self._proxy.start()
+        return self._rpc.identification
+
+    def close(self) -> None:
+        proxy, self._proxy, self._rpc = self._proxy, None, None
+        if proxy is not None:
+            try:
+                proxy.stop()
+            except Exception:
+                log.debug("error while closing the age enquiries' RPC proxy", exc_info=True)
+
+    def stop(self) -> None:
+        self.close()
+
+    def kill(self) -> None:
+        self.close()
 
     def failed(self, exc: Exception) -> None:
+        self.close()  # the connection may be what failed: the next tick opens a new one
         if not self.failing:
             log.warning(
                 "identification does not answer the age enquiries (%s); they wait and are "
