@@ -269,7 +269,7 @@ def table(results: dict[str, Any]) -> str:
 
 
 def journal_rows(results: list[dict[str, Any]]) -> list[tuple[str, ...]]:
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for r in results:
         rows.append(
             (

@@ -299,7 +299,9 @@ def open_loop_jobs(tokens: Roles, pupils: Pupils, count: int) -> list[load.Job]:
 
         return run
 
-    jobs = [job(lives[j % len(lives)], j // len(lives)) for j in range(len(lives) * STEPS)]
+    jobs: list[load.Job] = [
+        job(lives[j % len(lives)], j // len(lives)) for j in range(len(lives) * STEPS)
+    ]
     return jobs[:count]
 
 

@@ -37,6 +37,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import abc
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -152,7 +153,7 @@ class Generator:
         semester: str,
         previous: str | None,
         continues: bool,
-    ) -> Iterator[tuple]:
+    ) -> abc.Generator[tuple, None, str]:  # the entries, then the plan's id
         rnd = self.rnd
         plan = self.uid()
         levels = ["school", "national"] if vocational else ["school", "municipality", "national"]
@@ -470,7 +471,8 @@ def run(store: str, plans: int, workdir: Path, rounds: int = 2) -> dict[str, Any
         log(f"reporting [{store}]: generating {plans} plans into the journal")
         data = generate(env, plans)
         log(f"reporting [{store}]: {data['entries']} entries in {data['seconds']} s")
-        scans, rebuilds = [], []
+        scans: list[dict[str, Any]] = []
+        rebuilds: list[dict[str, Any]] = []
         for r in range(rounds):
             for what in ("scan", "rebuild") if r % 2 == 0 else ("rebuild", "scan"):
                 settle()
