@@ -79,6 +79,17 @@ class UnavailableError(PumpursError):
     code = "unavailable"
 
 
+class NotReadyError(UnavailableError):
+    """A part the service needs does not work; the details say which."""
+
+    code = "not_ready"
+
+    def __init__(self, parts: dict[str, bool]) -> None:
+        failing = [part for part, works in parts.items() if not works]
+        works = {part: "works" if ok else "does not answer" for part, ok in parts.items()}
+        super().__init__(f"not ready: {', '.join(failing)} not answering", works)
+
+
 class StoreUnavailableError(UnavailableError):
     """The store did not answer (down, restarting, its connections all busy): retry."""
 

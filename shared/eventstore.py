@@ -84,13 +84,14 @@ class EventStore(DependencyProvider):
     def get_dependency(self, worker_ctx: Any) -> ServiceApplication:
         return self.app
 
-    def is_ready(self) -> bool:
-        """The store answers and the relay's broker connection works."""
+    def readiness(self) -> dict[str, bool]:
+        """Whether the store answers and whether the relay's broker connection works."""
         try:
             self.app.head()
+            store = True
         except Exception:
-            return False
-        return self.relay.connected
+            store = False
+        return {"store": store, "broker": self.relay.connected}
 
 
 def store_of(container: Any) -> EventStore:

@@ -8,6 +8,7 @@ from typing import Any
 from nameko.extensions import DependencyProvider
 from werkzeug.wrappers import Response
 
+from shared.errors import NotReadyError
 from shared.eventstore import AuditsChain, PublishesEvents, store_of
 from shared.metrics import CONTENT_TYPE_LATEST, metrics_for
 from shared.openapi import build_openapi
@@ -37,14 +38,15 @@ class Chassis(DependencyProvider):
 
     def _watch_readiness(self) -> None:
         while not self._stopped.is_set():
-            self.is_ready()
+            self.readiness()
             self._stopped.wait(READINESS_INTERVAL_SECONDS)
 
-    def is_ready(self) -> bool:
-        ready = store_of(self.container).is_ready()
+    def readiness(self) -> dict[str, bool]:
+        """Which of the parts the service needs work (the store, the broker connection)."""
+        parts = store_of(self.container).readiness()
         metrics = metrics_for(self.container)
-        metrics.ready.labels(metrics.service).set(1 if ready else 0)
-        return ready
+        metrics.ready.labels(metrics.service).set(1 if all(parts.values()) else 0)
+        return parts
 
     def metrics_text(self) -> bytes:
         return metrics_for(self.container).exposition()
@@ -69,9 +71,10 @@ class ServiceBase(PublishesEvents, AuditsChain):
 
     @route("GET", "/health/ready", public=True, summary="the store and the broker answer")
     def health_ready(self, call: Call) -> Any:
-        if self.chassis.is_ready():
-            return {"status": "ready"}
-        return 503, {"status": "not_ready"}
+        parts = self.chassis.readiness()
+        if not all(parts.values()):
+            raise NotReadyError(parts)  # 503 with the error body, naming what fails
+        return {"status": "ready"}
 
     @route(
         "GET", "/metrics", public=True, answer_types=("text/plain",), summary="Prometheus metrics"

@@ -106,11 +106,16 @@ class Broker:
 
 def restart_broker(environ: Mapping[str, str], down_seconds: float = 0.0) -> None:
     """SIGKILL the test node and start it again on the same ports."""
-    state = environ["PUMPURS_RABBITMQ_STATE_DIR"]
-    script = str(REPO / "scripts" / "rabbitmq.sh")
-    subprocess.run([script, "kill", state], check=True, capture_output=True)
+    broker_script(environ, "kill")
     time.sleep(down_seconds)
-    subprocess.run([script, "start", state], check=True, capture_output=True)
+    broker_script(environ, "start")
+
+
+def broker_script(environ: Mapping[str, str], command: str) -> None:
+    """``scripts/rabbitmq.sh COMMAND`` on the test node (kill, start, ...)."""
+    script = str(REPO / "scripts" / "rabbitmq.sh")
+    state = environ["PUMPURS_RABBITMQ_STATE_DIR"]
+    subprocess.run([script, command, state], check=True, capture_output=True)
 
 
 # -- the stores -----------------------------------------------------------------

@@ -13,7 +13,14 @@ import pytest
 from kombu import Connection
 
 from shared.deadletters import list_dead_letters, replay_dead_letters
-from shared.testing import Client, ServiceProcess, restart_broker, running, wait_until
+from shared.testing import (
+    Client,
+    ServiceProcess,
+    broker_script,
+    restart_broker,
+    running,
+    wait_until,
+)
 from shared.topology import EVENTS_EXCHANGE
 
 SCHOOL = "daugavpils-10-vsk"
@@ -123,6 +130,22 @@ def test_broker_killed_and_restarted_halfway_loses_and_doubles_nothing(
     counts = applied_events(system)
     assert {counts[p] for p in pupils} == {3}
     assert len(counts) == 200
+
+
+def test_a_service_without_its_broker_is_not_ready_and_says_why(slice_: Any) -> None:
+    import os
+
+    identification = Client(slice_[0].url, None)
+    assert identification.get("/health/ready").status_code == 200
+    broker_script(os.environ, "kill")
+    try:
+        wait_until(lambda: identification.get("/health/ready").status_code == 503, 10, 0.1)
+        answer = identification.get("/health/ready").json()
+    finally:
+        broker_script(os.environ, "start")
+    assert answer["error"]["code"] == "not_ready"
+    assert answer["error"]["details"] == {"store": "works", "broker": "does not answer"}
+    wait_until(lambda: identification.get("/health/ready").status_code == 200, 30, 0.2)
 
 
 def test_planning_whose_last_commits_were_lost_catches_them_up_from_identification(
