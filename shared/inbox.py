@@ -230,14 +230,27 @@ class Inbox(Entrypoint):
 
     # -- catch-up from the source's notification log -------------------------------
     def _catch_up_loop(self) -> None:
+        failing = False  # said once when catch-up stops working and once when it works again
         while not self._stopping.is_set():
             try:
                 self._catch_up()
                 self._observe_dead_letters()
             except Exception as exc:
-                log.info("catch-up from %s not possible now (%s)", self.source, type(exc).__name__)
+                level = logging.DEBUG if failing else logging.WARNING
+                log.log(
+                    level,
+                    "catch-up from %s not possible (%s); trying every %ss",
+                    self.source,
+                    type(exc).__name__,
+                    self.catch_up_interval,
+                )
+                failing = True
                 self._close_rpc()
                 self._close_dead_letters()
+            else:
+                if failing:
+                    log.info("catch-up from %s works again", self.source)
+                failing = False
             self._stopping.wait(self.catch_up_interval)
         self._close_dead_letters()
 
