@@ -30,12 +30,11 @@ from eventlet.event import Event as GreenEvent
 from eventsourcing.persistence import Tracking
 from nameko.extensions import Entrypoint
 from nameko.messaging import QueueConsumer
-from nameko.standalone.rpc import ClusterRpcProxy
 
 from shared.contracts import Envelope, InvalidMessageError, registry
 from shared.eventstore import store_of
 from shared.metrics import metrics_for
-from shared.rpc import BROKER_ERRORS
+from shared.rpc import BROKER_ERRORS, KeptRpcProxy
 from shared.store import ServiceApplication, store_not_answering
 from shared.topology import consumer_queue, dead_letter_queue
 
@@ -109,8 +108,7 @@ class Inbox(Entrypoint):
         self.metrics = metrics_for(self.container)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._rpc: Any = None
-        self._rpc_proxy: ClusterRpcProxy | None = None
+        self._rpc = KeptRpcProxy(dict(config), timeout=10)
         self._dead_letters: Any = None  # (connection, dead-letter queue), kept between looks
         self._known_head = 0
         self._last: int | None = None  # last applied notification id, see _last_applied
@@ -305,19 +303,10 @@ class Inbox(Entrypoint):
         return events
 
     def _source_rpc(self) -> Any:
-        if self._rpc is None:
-            config = dict(self.container.config)
-            self._rpc_proxy = ClusterRpcProxy(config, timeout=10)
-            self._rpc = self._rpc_proxy.start()
-        return self._rpc[self.source]
+        return self._rpc.service(self.source)
 
     def _close_rpc(self) -> None:
-        proxy, self._rpc_proxy, self._rpc = self._rpc_proxy, None, None
-        if proxy is not None:
-            try:
-                proxy.stop()
-            except Exception:
-                log.debug("error while closing the catch-up RPC proxy", exc_info=True)
+        self._rpc.close()
 
     # -- applying one event through a worker ---------------------------------------
     def _apply(self, event: IncomingEvent) -> bool:

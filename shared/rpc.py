@@ -1,4 +1,5 @@
-"""nameko's RPC entrypoint, except that a reply lost to a broker outage does not kill the service.
+"""nameko's RPC entrypoint, except that a reply lost to a broker outage does not kill the service;
+and an RPC client kept connected between calls.
 
 nameko lets the exception of a failed reply publish escape the worker, which
 kills the whole container. The caller times out and asks again instead.
@@ -13,6 +14,7 @@ from typing import Any
 import amqp
 import kombu.exceptions
 from nameko.rpc import Rpc
+from nameko.standalone.rpc import ClusterRpcProxy
 
 log = logging.getLogger(__name__)
 
@@ -37,3 +39,29 @@ class SafeRpc(Rpc):
 
 
 rpc: Callable[..., Any] = SafeRpc.decorator
+
+
+class KeptRpcProxy:
+    """nameko's standalone RPC proxy (it has a timeout, the in-service one has not), opened
+    on first use and kept: one opened for every call is a connection, a reply queue and
+    two lines in the broker's log each time. Close it after a failure; the next call
+    opens a new one."""
+
+    def __init__(self, config: dict[str, Any], timeout: float) -> None:
+        self._config, self._timeout = config, timeout
+        self._proxy: ClusterRpcProxy | None = None
+        self._services: Any = None
+
+    def service(self, name: str) -> Any:
+        if self._services is None:
+            self._proxy = ClusterRpcProxy(self._config, timeout=self._timeout)
+            self._services = self._proxy.start()
+        return self._services[name]
+
+    def close(self) -> None:
+        proxy, self._proxy, self._services = self._proxy, None, None
+        if proxy is not None:
+            try:
+                proxy.stop()
+            except Exception:
+                log.debug("error while closing an RPC proxy", exc_info=True)

@@ -17,13 +17,12 @@ from typing import Any
 from marshmallow import ValidationError
 from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
 from nameko.extensions import DependencyProvider
-from nameko.standalone.rpc import ClusterRpcProxy
 from nameko.timer import Timer
 
 from services.reporting.application import ReportingApplication
 from services.reporting.schemas import AgeBandAnswersSchema
 from shared.eventstore import store_of
-from shared.rpc import BROKER_ERRORS
+from shared.rpc import BROKER_ERRORS, KeptRpcProxy
 from shared.web import schema_instance
 
 log = logging.getLogger(__name__)
@@ -76,24 +75,15 @@ class AgeEnquirer(DependencyProvider):
     def setup(self) -> None:
         self.timeout = float(os.environ.get("PUMPURS_AGE_RPC_TIMEOUT", "5"))
         self.failing = False
-        self._proxy: ClusterRpcProxy | None = None
-        self._rpc: Any = None
+        self._rpc = KeptRpcProxy(dict(self.container.config), timeout=self.timeout)
 
     def identification(self) -> Any:
-        """Identification's RPC proxy, kept from tick to tick: a connection of its own
-        opened every second put two lines a second into the broker's log under load."""
-        if self._rpc is None:
-            self._proxy = ClusterRpcProxy(dict(self.container.config), timeout=self.timeout)
-            self._rpc = self._proxy.start()
-        return self._rpc.identification
+        """Identification's RPC proxy, kept from tick to tick (one opened every second put
+        two lines a second into the broker's log under load)."""
+        return self._rpc.service("identification")
 
     def close(self) -> None:
-        proxy, self._proxy, self._rpc = self._proxy, None, None
-        if proxy is not None:
-            try:
-                proxy.stop()
-            except Exception:
-                log.debug("error while closing the age enquiries' RPC proxy", exc_info=True)
+        self._rpc.close()
 
     def stop(self) -> None:
         self.close()
