@@ -223,12 +223,15 @@ class ReportingApplication(ServiceApplication):
     # -- reading -------------------------------------------------------------------------
     @contextmanager
     def reading(self) -> Iterator[Query]:
-        """Queries that all see one snapshot of the database."""
+        """Queries that all see one snapshot of the database, and cannot write."""
         datastore = self.recorder.datastore  # type: ignore[attr-defined]
-        with datastore.transaction(commit=False) as cursor:
+        postgres = self.dialect == POSTGRES
+        # On PostgreSQL a read-only transaction ends in COMMIT: psycopg answers a ROLLBACK
+        # by dropping every statement the connection had prepared.
+        with datastore.transaction(commit=postgres) as cursor:
             sql = Sql(cursor, self.dialect)
-            if self.dialect == POSTGRES:
-                sql.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            if postgres:
+                sql.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 sql.execute(LONG_TRANSACTION)
             yield _bound(sql)
 
