@@ -42,7 +42,7 @@ tools:
 	scripts/tools.sh
 
 lint: .venv
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy shared services demo chaos bench
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy shared services demo chaos bench tests
 
 bench: .venv
 	$(VENV)/bin/python -m bench

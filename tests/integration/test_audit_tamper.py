@@ -21,6 +21,7 @@ import pytest
 from eventsourcing.persistence import IntegrityError
 
 from services.identification.application import IdentificationApplication
+from services.identification.domain import Pupil
 from shared.audit import adopt_unchained, verify_store
 from shared.chain import CHANGED_RECORD, MISSING_RECORD, TRUNCATED_TAIL
 from shared.store import guard_stored_events, store_env
@@ -154,7 +155,7 @@ def test_two_writers_on_one_store_keep_one_chain_through_a_refused_save(
         for n in range(4):  # each remembers its own last link; the other writes in between
             register(app if n % 2 else other, f"020110-2002{n}")
         pupil = register(app, "020110-20030")
-        stale = other.repository.get(pupil.id)
+        stale: Pupil = other.repository.get(pupil.id)
         app.erase_pupil(pupil.id, by="dpo")
         stale.erase("dpo")
         with pytest.raises(IntegrityError):  # PostgreSQL: the refused insert used up an id

@@ -140,7 +140,12 @@ def test_rows_are_saved_in_batches(app: IdentificationApplication, monkeypatch: 
     rows = [f"3200{i:02d}-00000,Vārds,Uzvārds,5,2010-01-01,F,{i},7" for i in range(10, 40)]
     saves: list[int] = []
     save = app.save_pupils
-    monkeypatch.setattr(app, "save_pupils", lambda p, n=(): saves.append(len(p)) or save(p, n))
+
+    def counted(pupils: Any, notes: Any = ()) -> Any:
+        saves.append(len(pupils))
+        return save(pupils, notes)
+
+    monkeypatch.setattr(app, "save_pupils", counted)
     report = run(app, csv(*rows))
     assert (report.registered, report.signs_recorded) == (30, 19)  # 21..39 unexcused
     assert saves == [3] * 10

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
 from services.planning.application import PlanningApplication, PlanNotFoundError, load_rates
@@ -414,6 +415,7 @@ def test_a_long_history_loads_from_a_snapshot_to_the_same_state(
     from_snapshot = app.get_plan(plan.id, TEACHER)
     replayed = None
     for event in app.events.get(plan.id):  # every event from the first, no snapshot
+        assert isinstance(event, Aggregate.Event)
         replayed = event.mutate(replayed)
     assert vars(from_snapshot) == vars(replayed)
     assert len(from_snapshot.consultations) == 60

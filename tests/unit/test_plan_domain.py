@@ -180,7 +180,7 @@ def test_a_measure_with_delivered_support_cannot_be_removed_or_cut_below_it() ->
     measure = consultation_measure(plan)
     with pytest.raises(MeasureInUseError):
         plan.remove_measure(measure, by="teacher")
-    change = {
+    change: dict[str, Any] = {
         "kind": "psychologist",
         "risk_code": "learning.absences",
         "justification": "fewer talks",
