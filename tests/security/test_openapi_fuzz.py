@@ -6,6 +6,8 @@ its dependencies would clash with the services' pins in .venv), as `st run` subp
 together, with a fixed seed and a few examples per operation. The pupil, plan, measure and
 provision of the security scenario are offered as path, query and body values half of the time,
 so the runs reach real aggregates and not only 404s; the runs change them (order, cancel ...).
+Every operation is called by a role that may call it: the data protection officer's run (the
+personal-data reads and the erasure) is offered a pupil of its own, since it may erase it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,15 @@ from typing import Any
 import pytest
 
 from shared.testing import REPO
-from tests.security.scenario import MUNICIPALITY, SCHOOL, SEMESTER, Scenario, build, four_services
+from tests.security.scenario import (
+    MUNICIPALITY,
+    SCHOOL,
+    SEMESTER,
+    Scenario,
+    build,
+    four_services,
+    register_pupil,
+)
 
 TOOLS_VENV = Path(os.environ.get("PUMPURS_TOOLS_VENV") or REPO / "var" / "tools-venv")
 CHECKS = (
@@ -38,9 +48,12 @@ PERSON = {
     "personal_code": "328807-12345",
     "gender": "F",
 }
-# Who calls each service: the role that may call most of its routes, within its own tenant.
+ERASABLE = {**PERSON, "given_name": "Fuzzbert", "personal_code": "328807-12346", "gender": "M"}
+# Who calls each service: between them, a role that may call each route, within its own tenant.
 CALLERS = (
     ("identification", "director"),
+    ("identification", "national_coordinator"),
+    ("identification", "data_protection_officer"),
     ("planning", "director"),
     ("planning", "national_coordinator"),
     ("provisioning", "municipal_coordinator"),
@@ -54,6 +67,13 @@ def scenario(module_system: Any) -> Iterator[Scenario]:
         yield build(module_system, services, PERSON)
 
 
+@pytest.fixture(scope="module")
+def erasable_pupil(module_system: Any, scenario: Scenario) -> str:
+    teacher = scenario.client("identification", module_system.token("teacher", school=SCHOOL))
+    pupil_id, _ = register_pupil(teacher, ERASABLE, "missed many lessons")
+    return pupil_id
+
+
 def schemathesis() -> Path:
     st = TOOLS_VENV / "bin" / "st"
     if not st.exists():
@@ -65,10 +85,10 @@ def schemathesis() -> Path:
     return st
 
 
-def config(scenario: Scenario) -> str:
+def config(scenario: Scenario, pupil_id: str) -> str:
     """Known ids and tenants as dictionaries schemathesis draws path and body values from."""
     known = {
-        "pupils": [scenario.pupil_id],
+        "pupils": [pupil_id],
         "plans": [scenario.plan_id],
         "measures": [scenario.measure_id],
         "consultations": [scenario.consultation_id],
@@ -101,14 +121,24 @@ def config(scenario: Scenario) -> str:
 
 @pytest.fixture(scope="module")
 def runs(
-    module_system: Any, scenario: Scenario, tmp_path_factory: pytest.TempPathFactory
+    module_system: Any,
+    scenario: Scenario,
+    erasable_pupil: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[dict[tuple[str, str], subprocess.Popen[str]]]:
     """Every caller's run started at once: they wait on the services more than they compute."""
-    folder = tmp_path_factory.mktemp("schemathesis")
-    config_file = folder / "schemathesis.toml"
-    config_file.write_text(config(scenario))
+    configs = {}
+    for name, pupil_id in (("shared", scenario.pupil_id), ("erasable", erasable_pupil)):
+        configs[name] = tmp_path_factory.mktemp(f"schemathesis-{name}") / "schemathesis.toml"
+        configs[name].write_text(config(scenario, pupil_id))
     started = {
-        (service, role): start(module_system, scenario, service, role, config_file)
+        (service, role): start(
+            module_system,
+            scenario,
+            service,
+            role,
+            configs["erasable" if role == "data_protection_officer" else "shared"],
+        )
         for service, role in CALLERS
     }
     try:
@@ -168,6 +198,24 @@ def test_every_answer_is_what_the_openapi_document_says(
     assert code == 0, f"schemathesis found failures in {service} as {role}:\n{report[-20000:]}"
     generated = re.search(r"(\d+) generated", report)
     assert generated and int(generated.group(1)) > 0, f"schemathesis tested nothing:\n{report}"
+
+
+def test_every_route_is_fuzzed_by_a_role_that_may_call_it() -> None:
+    """A route no caller may call would be fuzzed only as far as its 403."""
+    expected = json.loads((Path(__file__).parent / "expected_access.json").read_text())
+    unreached = [
+        route
+        for route, access in expected.items()
+        if not any(
+            allowed(access[role]) for service, role in CALLERS if route.startswith(f"{service} ")
+        )
+    ]
+    assert unreached == []
+
+
+def allowed(access: str | dict[str, str]) -> bool:
+    """Allowed outright, or within the caller's own school or municipality."""
+    return access == "allow" or (isinstance(access, dict) and access["own"] == "allow")
 
 
 @pytest.mark.parametrize(
