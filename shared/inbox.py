@@ -27,7 +27,7 @@ from functools import partial
 from typing import Any
 
 from eventlet.event import Event as GreenEvent
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import IntegrityError, Tracking
 from nameko.extensions import Entrypoint
 from nameko.messaging import QueueConsumer
 
@@ -96,6 +96,9 @@ class Inbox(Entrypoint):
     def __init__(self, source: str, catch_up_interval: float = 5.0, **kwargs: Any) -> None:
         self.source = source
         self.catch_up_interval = catch_up_interval
+        # A commit refused by another replica's tracking record (see _apply) is a race
+        # the inbox settles, not a fault: nameko logs it as a warning, not an error.
+        kwargs.setdefault("expected_exceptions", (IntegrityError,))
         super().__init__(**kwargs)
 
     # -- lifecycle -----------------------------------------------------------

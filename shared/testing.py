@@ -162,6 +162,15 @@ class Stores:
 
     def query(self, service: str, statement: str, params: tuple[Any, ...] = ()) -> list[Any]:
         """Read a service's own database directly, as an operator or auditor could."""
+        return self._run(service, statement, params, commit=False)
+
+    def write(self, service: str, statement: str, params: tuple[Any, ...] = ()) -> None:
+        """Change a service's database directly, as another replica's commit would."""
+        self._run(service, statement, params, commit=True)
+
+    def _run(
+        self, service: str, statement: str, params: tuple[Any, ...], commit: bool
+    ) -> list[Any]:
         if self.kind == "postgres":
             import psycopg
             from psycopg.rows import dict_row
@@ -171,13 +180,17 @@ class Stores:
                 f"user={self._environ['POSTGRES_USER']} dbname={self.database(service)} "
                 f"password={self._environ.get('POSTGRES_PASSWORD', '')}"
             )
-            with psycopg.connect(conninfo, row_factory=dict_row) as c:
-                return list(c.execute(statement.replace("?", "%s").encode(), params).fetchall())
+            with psycopg.connect(conninfo, row_factory=dict_row, autocommit=commit) as c:
+                cursor = c.execute(statement.replace("?", "%s").encode(), params)
+                return list(cursor.fetchall()) if cursor.description else []
         import sqlite3
 
         with contextlib.closing(sqlite3.connect(self.data_dir / f"{service}.sqlite")) as c:
             c.row_factory = sqlite3.Row
-            return [dict(row) for row in c.execute(statement, params).fetchall()]
+            rows = [dict(row) for row in c.execute(statement, params).fetchall()]
+            if commit:
+                c.commit()
+            return rows
 
     @contextlib.contextmanager
     def outage(self, service: str) -> Iterator[None]:

@@ -211,6 +211,34 @@ def test_a_message_published_twice_by_hand_has_one_effect(system: Any, slice_: A
     assert applied_events(system)[pupil_id] == 3
 
 
+def test_a_message_another_replica_applied_first_is_a_duplicate_and_no_error(
+    system: Any, slice_: Any
+) -> None:
+    """Replicas on one store race for a message: one pulls it to fill a gap while the queue
+    hands it to the other, or a commit went through but a database restart lost its answer.
+    The loser's commit is refused by the winner's tracking record. That is the inbox doing
+    its work: a duplicate in the metrics and a warning in the log, not an error."""
+    identification_proc, planning_proc, identification, planning = slice_
+    first = register_flagged(identification)
+    wait_until(lambda: first in at_risk_ids(planning), timeout=5)
+    applied_first = _last_envelope(identification_proc)["notification_id"]
+    table = system.stores.tracking_table("planning")
+    # What the other replica's commit of the next event leaves behind.
+    system.stores.write(
+        "planning", f"INSERT INTO {table} VALUES (?, ?)", ("identification", applied_first + 1)
+    )
+    register_flagged(identification)  # its first event is the one raced for
+    after = register_flagged(identification)
+    wait_until(lambda: after in at_risk_ids(planning), timeout=10)
+    duplicates = planning_proc.metric(
+        "pumpurs_events_consumed_total", source="identification", outcome="duplicate"
+    )
+    assert duplicates == 1
+    logged = planning_proc.log_path.read_text(errors="replace").splitlines()
+    assert [line for line in logged if " ERROR " in line] == []
+    assert any("(expected) error handling worker" in line for line in logged)
+
+
 def test_malformed_messages_are_parked_and_later_ones_keep_flowing(
     system: Any, slice_: Any
 ) -> None:
