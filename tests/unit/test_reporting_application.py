@@ -6,8 +6,10 @@ digests, the journal's guards, the exports."""
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -541,6 +543,20 @@ def test_a_duplicate_changes_nothing(app: ReportingApplication, scenario: Scenar
     with pytest.raises(IntegrityError):
         app.receive(event)
     assert (app.journal.count(app.query), app.digest()) == (entries, digest)
+
+
+def test_each_entry_is_stamped_in_utc_after_the_one_before(
+    app: ReportingApplication, scenario: Scenario
+) -> None:
+    """What as_of replays rely on: the entries received by a time are a prefix of the journal."""
+    started = datetime.now(UTC) - timedelta(minutes=1)
+    rows = app.query(f"SELECT received_at FROM {app.journal.table} ORDER BY seq")
+    stamps = [row["received_at"] for row in rows]
+    assert len(stamps) == sum(scenario.feed.last.values())
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", s) for s in stamps)
+    assert all(earlier < later for earlier, later in itertools.pairwise(stamps))
+    received = [datetime.fromisoformat(s) for s in (stamps[0], stamps[-1])]
+    assert started < received[0] and received[-1] < datetime.now(UTC) + timedelta(seconds=1)
 
 
 def test_the_journal_refuses_changes(app: ReportingApplication, scenario: Scenario) -> None:
