@@ -60,7 +60,9 @@ def serve(args: argparse.Namespace) -> int:
 
     from nameko.cli.run import run
 
-    from shared import logs
+    from shared import greenwait, logs
+
+    greenwait.install()
 
     logs.configure(os.environ.get("PUMPURS_LOG_LEVEL", "INFO"))
     module, cls, _port = SERVICES[args.service]

@@ -1,0 +1,84 @@
+"""psycopg waiting through eventlet's hub with a trampoline (shared/greenwait.py), against
+the test stack's PostgreSQL: what a service would notice if waiting went wrong."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import eventlet
+import psycopg
+import pytest
+from psycopg import waiting
+
+from shared.greenwait import green_wait
+
+pytestmark = pytest.mark.store_free  # the stack's server, not a service's store
+
+
+@pytest.fixture
+def connect(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    monkeypatch.setattr(waiting, "wait", green_wait())
+    opened: list[psycopg.Connection[Any]] = []
+
+    def connect() -> psycopg.Connection[Any]:
+        e = os.environ
+        conn = psycopg.connect(
+            host=e["POSTGRES_HOST"],
+            port=e["POSTGRES_PORT"],
+            user=e["POSTGRES_USER"],
+            password=e.get("POSTGRES_PASSWORD", ""),
+            dbname="postgres",
+            autocommit=True,
+        )
+        opened.append(conn)
+        return conn
+
+    yield connect
+    for conn in opened:
+        conn.close()
+
+
+def test_other_greenthreads_run_while_a_query_waits(connect: Any) -> None:
+    ticks: list[float] = []
+
+    def tick() -> None:
+        for _ in range(5):
+            ticks.append(time.monotonic())
+            eventlet.sleep(0.04)
+
+    conn = connect()
+    ticker = eventlet.spawn(tick)
+    assert conn.execute("SELECT pg_sleep(0.4), 42").fetchone() == ("", 42)
+    answered = time.monotonic()
+    ticker.wait()
+    assert len([t for t in ticks if t < answered]) == 5
+
+
+def test_waiting_for_notifications_ends_at_the_timeout_or_the_notification(connect: Any) -> None:
+    listener, sender = connect(), connect()
+    listener.execute("LISTEN pumpurs_test")
+    started = time.monotonic()
+    assert list(listener.notifies(timeout=0.3, stop_after=1)) == []
+    assert 0.25 < time.monotonic() - started < 2
+    eventlet.spawn_after(0.1, sender.execute, "NOTIFY pumpurs_test, 'saved'")
+    started = time.monotonic()
+    got = [n.payload for n in listener.notifies(timeout=5, stop_after=1)]
+    assert got == ["saved"] and time.monotonic() - started < 2
+
+
+def test_a_session_ended_by_the_server_is_an_error_not_a_hang(connect: Any) -> None:
+    victim, admin = connect(), connect()
+    pid = victim.info.backend_pid
+    eventlet.spawn_after(0.2, admin.execute, "SELECT pg_terminate_backend(%s)", (pid,))
+    started = time.monotonic()
+    with pytest.raises(psycopg.OperationalError):
+        victim.execute("SELECT pg_sleep(10)")
+    assert time.monotonic() - started < 5
+
+
+def test_a_query_larger_than_the_socket_buffers_goes_through(connect: Any) -> None:
+    text = "ā" * 3_000_000  # 6 MB: flushed in many writes, waiting to read and write at once
+    assert connect().execute("SELECT length(%s)", (text,)).fetchone() == (3_000_000,)
