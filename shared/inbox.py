@@ -11,7 +11,8 @@ from the source's notification log over RPC. The handler's effect (new events
 and/or read-model rows) commits in one transaction with the tracking record. A
 message that fails is requeued, and dead-lettered after the delivery limit; one
 that fails because the store is not answering is held instead, unacknowledged,
-and tried again until the store answers.
+and tried again until the store answers. An inbox declared with ``batch`` applies
+the consecutive messages waiting for it together, in one transaction (see Inbox).
 The same pull runs at start-up and periodically, so nothing published is ever
 lost even when a message was.
 """
@@ -89,13 +90,24 @@ def _settle(action: Callable[..., Any], **kwargs: Any) -> None:
 
 
 class Inbox(Entrypoint):
-    """``@inbox("identification")``: the decorated method receives each IncomingEvent once."""
+    """``@inbox("identification")``: the decorated method receives each IncomingEvent once.
+
+    ``@inbox("identification", batch=20)``: it receives a list of one or more consecutive
+    IncomingEvents instead, to apply in one transaction with a tracking record for each
+    (``ServiceApplication.save_tracked(also_tracked=...)``). Messages delivered while the
+    one before them is being applied wait together and are applied together, so a
+    consumer that falls behind does less work per message, not more. A batch that fails
+    is applied again one message at a time: a failure stays the failing message's own.
+    """
 
     queue_consumer = InboxQueueConsumer()
 
-    def __init__(self, source: str, catch_up_interval: float = 5.0, **kwargs: Any) -> None:
+    def __init__(
+        self, source: str, catch_up_interval: float = 5.0, batch: int = 1, **kwargs: Any
+    ) -> None:
         self.source = source
         self.catch_up_interval = catch_up_interval
+        self.batch = batch
         # A commit refused by another replica's tracking record (see _apply) is a race
         # the inbox settles, not a fault: nameko logs it as a warning, not an error.
         kwargs.setdefault("expected_exceptions", (IntegrityError,))
@@ -116,6 +128,8 @@ class Inbox(Entrypoint):
         self._known_head = 0
         self._last: int | None = None  # last applied notification id, see _last_applied
         self._last_message_at = 0.0
+        self._waiting: dict[int, IncomingEvent] = {}  # queue messages by previous id
+        self._batched: set[int] = set()  # applied in an earlier message's batch
         self.declare_topology()
         self.queue_consumer.register_provider(self)
 
@@ -159,6 +173,7 @@ class Inbox(Entrypoint):
             self._count("dead_lettered")
             _settle(message.reject, requeue=False)
             return
+        self._wait_in_line(event)
         try:
             outcome = self._apply_holding(event)
         except Exception as exc:
@@ -176,6 +191,8 @@ class Inbox(Entrypoint):
             self._count("dead_lettered" if final else "retried")
             _settle(message.requeue)
             return
+        finally:
+            self._leave_line(event)
         self._count(outcome)
         _settle(message.ack)
 
@@ -207,14 +224,36 @@ class Inbox(Entrypoint):
         envelope = event.envelope
         self._known_head = max(self._known_head, envelope.notification_id)
         if envelope.notification_id <= self._last_applied():
-            return "duplicate"
+            batched = envelope.notification_id in self._batched
+            self._batched.discard(envelope.notification_id)
+            return "ok" if batched else "duplicate"
         if envelope.previous_id is not None and envelope.previous_id > self._last_applied():
             self._fill_gap(until=envelope.previous_id)
             if self._last_applied() < envelope.previous_id:
                 raise GapNotFilledError(
                     f"{self.source} did not provide events up to #{envelope.previous_id}"
                 )
-        return "ok" if self._apply(event) else "duplicate"
+        return "ok" if self._apply(event, self._following(event)) else "duplicate"
+
+    # -- messages waiting together -------------------------------------------------
+    def _wait_in_line(self, event: IncomingEvent) -> None:
+        previous = event.envelope.previous_id
+        if self.batch > 1 and previous is not None:
+            self._waiting[previous] = event
+
+    def _leave_line(self, event: IncomingEvent) -> None:
+        previous = event.envelope.previous_id
+        if previous is not None and self._waiting.get(previous) is event:
+            del self._waiting[previous]
+
+    def _following(self, event: IncomingEvent) -> list[IncomingEvent]:
+        """Queue messages waiting for the lock that follow ``event`` with no gap between."""
+        following: list[IncomingEvent] = []
+        last = event.envelope.notification_id
+        while len(following) < self.batch - 1 and (later := self._waiting.get(last)):
+            following.append(later)
+            last = later.envelope.notification_id
+        return following
 
     # -- where this consumer stands ----------------------------------------------
     def _last_applied(self) -> int:
@@ -311,22 +350,15 @@ class Inbox(Entrypoint):
     def _close_rpc(self) -> None:
         self._rpc.close()
 
-    # -- applying one event through a worker ---------------------------------------
-    def _apply(self, event: IncomingEvent) -> bool:
-        """Apply through a worker; False if another consumer had applied it already."""
+    # -- applying events through a worker ----------------------------------------------
+    def _apply(self, event: IncomingEvent, following: list[IncomingEvent] | None = None) -> bool:
+        """Apply through a worker (with the ``following`` events when there are any);
+        False if another consumer had applied ``event`` already."""
+        if following and self._applied_together([event, *following]):
+            return True
         envelope = event.envelope
-        done = GreenEvent()
-
-        def handle_result(worker_ctx: Any, result: Any = None, exc_info: Any = None) -> Any:
-            if exc_info is not None:
-                done.send_exception(exc_info[1])
-            else:
-                done.send(result)
-            return result, exc_info
-
-        self.container.spawn_worker(self, (event,), {}, handle_result=handle_result)
         try:
-            done.wait()
+            self._run_worker([event] if self.batch > 1 else event)
             if self._last_applied() < envelope.notification_id:
                 # The handler had nothing to do with this event: record that it was seen.
                 self.app.save_tracked(tracking=event.tracking)
@@ -337,11 +369,45 @@ class Inbox(Entrypoint):
             return False  # a replica's commit won: its tracking record refused ours
         finally:
             self._observe_lag()
+        self._observe_commit(1)
         return True
+
+    def _applied_together(self, events: list[IncomingEvent]) -> bool:
+        """Apply consecutive events in one worker and transaction; False if that failed."""
+        try:
+            self._run_worker(events)
+            if self._last_applied() < events[-1].envelope.notification_id:
+                *earlier, last = (event.tracking for event in events)
+                self.app.save_tracked(tracking=last, also_tracked=earlier)
+        except Exception as exc:
+            self._last = None
+            log.debug("%d messages applied one by one (%s)", len(events), type(exc).__name__)
+            return False
+        finally:
+            self._observe_lag()
+        self._batched.update(event.envelope.notification_id for event in events[1:])
+        self._observe_commit(len(events))
+        return True
+
+    def _run_worker(self, argument: Any) -> None:
+        done = GreenEvent()
+
+        def handle_result(worker_ctx: Any, result: Any = None, exc_info: Any = None) -> Any:
+            if exc_info is not None:
+                done.send_exception(exc_info[1])
+            else:
+                done.send(result)
+            return result, exc_info
+
+        self.container.spawn_worker(self, (argument,), {}, handle_result=handle_result)
+        done.wait()
 
     # -- metrics -----------------------------------------------------------------
     def _count(self, outcome: str) -> None:
         self.metrics.events_consumed.labels(self.metrics.service, self.source, outcome).inc()
+
+    def _observe_commit(self, events: int) -> None:
+        self.metrics.events_per_commit.labels(self.metrics.service, self.source).observe(events)
 
     def _observe_lag(self) -> None:
         lag = max(self._known_head - self._last_applied(), 0)

@@ -54,6 +54,14 @@ class Metrics:
             ["service", "source", "outcome"],
             registry=r,
         )
+        self.events_per_commit = Histogram(
+            "pumpurs_inbox_events_per_commit",
+            "Integration events an inbox applied per commit, by source: more than one when "
+            "messages waited for the consumer (it was behind) and it applied them together.",
+            ["service", "source"],
+            buckets=(1, 2, 5, 10, 20, 50),
+            registry=r,
+        )
         self.outbox_backlog = Gauge(
             "pumpurs_outbox_backlog_events",
             "Stored events not yet published by the outbox relay.",

@@ -89,7 +89,11 @@ class Sql:
 Effect = Callable[[Sql], None]
 
 
-def _run_effects(cursor: Any, dialect: str, kwargs: Mapping[str, Any]) -> None:
+def _run_effects(recorder: Any, cursor: Any, dialect: str, kwargs: Mapping[str, Any]) -> None:
+    # Messages the inbox applied together keep a tracking record each, so a replica that
+    # applies any one of them again is refused, as it would be for a message on its own.
+    for tracking in kwargs.get("also_tracked") or ():
+        recorder._insert_tracking(cursor, tracking)
     for effect in kwargs.get("effects") or ():
         effect(Sql(cursor, dialect))
 
@@ -214,7 +218,7 @@ class SQLiteInboxRecorder(_ChainsEvents, SQLiteProcessRecorder):
         returning = super()._insert_events(c, stored_events, **kwargs)
         if stored_events:
             self._chain(Sql(c, SQLITE), returning or (), stored_events, kwargs)
-        _run_effects(c, SQLITE, kwargs)
+        _run_effects(self, c, SQLITE, kwargs)
         return returning
 
 
@@ -275,7 +279,7 @@ def _postgres_inbox_recorder() -> type:
 
         def _insert_events(self, curs: Any, stored_events: Any, **kwargs: Any) -> None:
             super()._insert_events(curs, stored_events, **kwargs)
-            _run_effects(curs, POSTGRES, kwargs)
+            _run_effects(self, curs, POSTGRES, kwargs)
 
         def _fetch_ids_after_insert_events(
             self, curs: Any, stored_events: Any, **kwargs: Any
@@ -366,11 +370,17 @@ class ServiceApplication(Application[Any]):
             return Sql(cursor, self.dialect).execute(statement, params).fetchall()
 
     def save_tracked(
-        self, *aggregates: Any, tracking: Tracking, effects: Sequence[Effect] = ()
+        self,
+        *aggregates: Any,
+        tracking: Tracking,
+        effects: Sequence[Effect] = (),
+        also_tracked: Sequence[Tracking] = (),
     ) -> None:
-        """Commit new events, read-model effects and the inbox record together."""
+        """Commit new events, read-model effects and the inbox record together; with
+        ``also_tracked``, the records of the messages applied before ``tracking``'s in
+        the same transaction."""
         processing = ProcessingEvent[Any](tracking)
-        processing.collect_events(*aggregates, effects=list(effects))
+        processing.collect_events(*aggregates, effects=list(effects), also_tracked=also_tracked)
         recordings = self._record(processing)
         for listener in self._tracked_listeners:
             listener(tracking)

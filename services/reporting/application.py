@@ -23,7 +23,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -116,9 +116,16 @@ class ReportingApplication(ServiceApplication):
 
     # -- the inbox -----------------------------------------------------------------------
     def receive(self, event: IncomingEvent) -> None:
-        envelope = event.envelope
-        effects = [self.journal.append(envelope), self._projected(envelope)]
-        self.save_tracked(tracking=event.tracking, effects=effects)
+        self.receive_all([event])
+
+    def receive_all(self, events: Sequence[IncomingEvent]) -> None:
+        """Journal and project consecutive events of one source in one transaction."""
+        effects = []
+        for n, event in enumerate(events):
+            envelope = event.envelope
+            effects += [self.journal.append(envelope, lock=n == 0), self._projected(envelope)]
+        *earlier, last = (event.tracking for event in events)
+        self.save_tracked(tracking=last, effects=effects, also_tracked=earlier)
 
     def _projected(self, envelope: Envelope) -> Callable[[Sql], None]:
         occurred_at = envelope.occurred_at.isoformat()

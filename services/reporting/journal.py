@@ -93,8 +93,9 @@ class Journal:
             f"CREATE INDEX IF NOT EXISTS {self.table}_received ON {self.table} (received_at)"
         )
 
-    def append(self, envelope: Envelope) -> Effect:
-        """The effect that appends the envelope, stamped when its transaction holds the lock."""
+    def append(self, envelope: Envelope, lock: bool = True) -> Effect:
+        """The effect that appends the envelope, stamped when its transaction holds the lock
+        (taken here unless an earlier append of the same transaction took it)."""
         values = (
             envelope.source,
             envelope.notification_id,
@@ -109,7 +110,8 @@ class Journal:
         )
 
         def effect(sql: Sql) -> None:
-            self.lock(sql)
+            if lock:
+                self.lock(sql)
             self._insert(sql, values)
 
         return effect

@@ -27,6 +27,8 @@ from shared.service import ServiceBase
 from shared.web import JSON, Call, route
 
 REPORT_READERS = (AUDITOR, NATIONAL_COORDINATOR, MUNICIPAL_COORDINATOR, DIRECTOR, TEACHER)
+# Messages of one source waiting together are journalled in one transaction, up to this many.
+BATCH = 20
 
 
 def make_application(env: Mapping[str, str]) -> ReportingApplication:
@@ -40,17 +42,17 @@ class ReportingService(AuditRoutes, ServiceBase):
     gauges = ProgrammeGauges()
     age_desk: AgeDesk = AgeEnquirer()
 
-    @inbox("identification")
-    def on_identification_event(self, event: IncomingEvent) -> None:
-        self.app.receive(event)
+    @inbox("identification", batch=BATCH)
+    def on_identification_events(self, events: list[IncomingEvent]) -> None:
+        self.app.receive_all(events)
 
-    @inbox("planning")
-    def on_planning_event(self, event: IncomingEvent) -> None:
-        self.app.receive(event)
+    @inbox("planning", batch=BATCH)
+    def on_planning_events(self, events: list[IncomingEvent]) -> None:
+        self.app.receive_all(events)
 
-    @inbox("provisioning")
-    def on_provisioning_event(self, event: IncomingEvent) -> None:
-        self.app.receive(event)
+    @inbox("provisioning", batch=BATCH)
+    def on_provisioning_events(self, events: list[IncomingEvent]) -> None:
+        self.app.receive_all(events)
 
     @AgeEnquiryTimer.decorator(interval=1)
     def ask_ages(self) -> None:

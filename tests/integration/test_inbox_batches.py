@@ -1,0 +1,125 @@
+"""Messages that waited for a consumer are applied together, each exactly once.
+
+Reporting's store is held (its write lock on SQLite, the journal's lock on PostgreSQL)
+while identification publishes, so the messages pile up delivered and unacknowledged,
+as they do when reporting falls behind; then it is let go.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from services.reporting.journal import APPEND_LOCK
+from shared.testing import Client, Stores, running, wait_until
+from tests.integration.test_slice import SCHOOL, register_flagged
+
+EVENTS_A_PUPIL = 3  # registered, risk sign recorded, flagged at risk
+
+
+@contextlib.contextmanager
+def reporting_held(stores: Stores, replica_applied: Sequence[int] = ()) -> Iterator[None]:
+    """Reporting cannot commit while this holds, as if its store were slow. With
+    ``replica_applied``: meanwhile another replica applied those notification ids of
+    identification (their tracking records, committed when the hold ends)."""
+    table = stores.tracking_table("reporting")
+    rows = [("identification", n) for n in replica_applied]
+    if stores.kind == "postgres":
+        import psycopg
+
+        e = os.environ
+        with psycopg.connect(
+            host=e["POSTGRES_HOST"],
+            port=e["POSTGRES_PORT"],
+            user=e["POSTGRES_USER"],
+            password=e.get("POSTGRES_PASSWORD", ""),
+            dbname=stores.database("reporting"),
+        ) as conn:  # one transaction, committed when the block ends
+            conn.execute(APPEND_LOCK)
+            conn.cursor().executemany(f"INSERT INTO {table} VALUES (%s, %s)", rows)
+            yield
+        return
+    path = stores.data_dir / "reporting.sqlite"
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(f"INSERT INTO {table} VALUES (?, ?)", rows)
+        yield
+        conn.execute("COMMIT")
+
+
+def journalled(system: Any) -> list[int]:
+    rows = system.stores.query(
+        "reporting",
+        "SELECT notification_id FROM reporting_journal WHERE source = ? ORDER BY seq",
+        ("identification",),
+    )
+    return [row["notification_id"] for row in rows]
+
+
+def waiting(system: Any) -> int:
+    """Messages delivered to reporting's identification inbox and not yet acknowledged
+    (the broker's statistics, refreshed every few seconds)."""
+    figures = system.broker.queue("reporting.from.identification")
+    return int(figures.get("messages_unacknowledged", 0))
+
+
+def test_messages_that_waited_for_reporting_are_applied_together_each_once(system: Any) -> None:
+    identification, reporting = system.service("identification"), system.service("reporting")
+    with running(identification, reporting):
+        teacher = Client(identification.url, system.token("teacher", school=SCHOOL))
+        register_flagged(teacher)
+        wait_until(lambda: len(journalled(system)) == EVENTS_A_PUPIL, timeout=10)
+        with reporting_held(system.stores):
+            for _ in range(4):
+                register_flagged(teacher)
+            wait_until(lambda: waiting(system) >= 4 * EVENTS_A_PUPIL, timeout=30, interval=0.5)
+        total = 5 * EVENTS_A_PUPIL
+        wait_until(lambda: len(journalled(system)) == total, timeout=20)
+
+        assert journalled(system) == list(range(journalled(system)[0], total + 1))
+        source = {"service": "reporting", "source": "identification"}
+        commits = reporting.metric("pumpurs_inbox_events_per_commit_count", **source)
+        alone = reporting.metric("pumpurs_inbox_events_per_commit_bucket", le="1.0", **source)
+        applied = reporting.metric("pumpurs_inbox_events_per_commit_sum", **source)
+        assert applied == total
+        assert commits - alone >= 1, "no commit applied more than one event"
+        assert commits < total
+        consumed = reporting.metric(
+            "pumpurs_events_consumed_total", outcome="ok", source="identification"
+        )
+        assert consumed == total
+
+
+def test_waiting_messages_another_replica_applied_first_are_duplicates_and_no_error(
+    system: Any,
+) -> None:
+    """Another replica applied the first of the waiting messages meanwhile: their tracking
+    records refuse the commit of any batch holding them, the messages are then applied one
+    by one, those count as duplicates, and every later one is journalled once."""
+    identification, reporting = system.service("identification"), system.service("reporting")
+    with running(identification, reporting):
+        teacher = Client(identification.url, system.token("teacher", school=SCHOOL))
+        register_flagged(teacher)
+        wait_until(lambda: len(journalled(system)) == EVENTS_A_PUPIL, timeout=10)
+        first = journalled(system)
+        taken = [first[-1] + n for n in (1, 2, 3)]
+        with reporting_held(system.stores, replica_applied=taken):
+            for _ in range(3):
+                register_flagged(teacher)
+            wait_until(lambda: waiting(system) >= 3 * EVENTS_A_PUPIL, timeout=30, interval=0.5)
+        total = 4 * EVENTS_A_PUPIL
+        ours = [n for n in range(1, total + 1) if n not in taken]
+        wait_until(lambda: journalled(system) == ours, timeout=20)
+
+        def consumed(outcome: str) -> float:
+            return reporting.metric(
+                "pumpurs_events_consumed_total", outcome=outcome, source="identification"
+            )
+
+        wait_until(lambda: consumed("duplicate") == len(taken), timeout=10)
+        assert consumed("ok") == len(ours)
+        logged = reporting.log_path.read_text(errors="replace").splitlines()
+        assert [line for line in logged if " ERROR " in line] == []
