@@ -107,15 +107,23 @@ class PlanningApplication(ServiceApplication):
 
     # -- identification's events ---------------------------------------------------------
     def apply_identification_event(self, event: IncomingEvent) -> None:
-        envelope, payload = event.envelope, event.payload
-        effects = self.pupils.effects_for(
-            envelope.event_type, envelope.aggregate_id, envelope.aggregate_version, payload
-        ) + self.schools.effects_for(envelope.event_type, payload)
-        closed = []
-        if envelope.event_type == "pupil_departed":
-            closed = self.close_plans_of_departed(envelope.aggregate_id, payload, envelope.actor)
+        self.apply_identification_events([event])
+
+    def apply_identification_events(self, events: Sequence[IncomingEvent]) -> None:
+        """Consecutive events of identification, applied in one transaction."""
+        effects, closed = [], []
+        for event in events:
+            envelope, payload = event.envelope, event.payload
+            effects += self.pupils.effects_for(
+                envelope.event_type, envelope.aggregate_id, envelope.aggregate_version, payload
+            ) + self.schools.effects_for(envelope.event_type, payload)
+            if envelope.event_type == "pupil_departed":
+                closed += self.close_plans_of_departed(
+                    envelope.aggregate_id, payload, envelope.actor
+                )
         effects += [self.plans.upsert(plan) for plan in closed]
-        self.save_tracked(*closed, tracking=event.tracking, effects=effects)
+        *earlier, last = (event.tracking for event in events)
+        self.save_tracked(*closed, tracking=last, effects=effects, also_tracked=earlier)
 
     def close_plans_of_departed(
         self, pupil_id: str, payload: Mapping[str, Any], actor: str

@@ -49,6 +49,8 @@ READERS = (TEACHER, DIRECTOR, MUNICIPAL_COORDINATOR, NATIONAL_COORDINATOR, AUDIT
 AUTHORS = (TEACHER, DIRECTOR)
 APPROVERS = (DIRECTOR, MUNICIPAL_COORDINATOR, NATIONAL_COORDINATOR)
 PLAN = "/plans/<uuid:plan_id>"
+# Identification's messages waiting together are applied in one transaction, up to this many.
+BATCH = 20
 
 
 def make_application(env: Mapping[str, str]) -> PlanningApplication:
@@ -59,9 +61,9 @@ class PlanningService(ServiceBase):
     name = "planning"
     app: PlanningApplication = EventStore(make_application)
 
-    @inbox("identification")
-    def on_identification_event(self, event: IncomingEvent) -> None:
-        self.app.apply_identification_event(event)
+    @inbox("identification", batch=BATCH)
+    def on_identification_events(self, events: list[IncomingEvent]) -> None:
+        self.app.apply_identification_events(events)
 
     @inbox("provisioning")
     def on_provisioning_event(self, event: IncomingEvent) -> None:
