@@ -28,7 +28,14 @@ from typing import Any
 
 from bench import load
 from bench.stack import log, meter, settle, vhost
-from shared.testing import ServiceProcess, Stores, running, token_for, wait_until
+from shared.testing import (
+    ServiceProcess,
+    Stores,
+    postgres_conninfo,
+    running,
+    token_for,
+    wait_until,
+)
 
 TABLE = "planning_pupils"
 
@@ -60,15 +67,8 @@ class Watcher(threading.Thread):
         if self.stores.kind == "postgres":
             import psycopg
 
-            e = os.environ
-            return psycopg.connect(
-                host=e["POSTGRES_HOST"],
-                port=e["POSTGRES_PORT"],
-                user=e["POSTGRES_USER"],
-                password=e.get("POSTGRES_PASSWORD", ""),
-                dbname=self.stores.database("planning"),
-                autocommit=True,
-            )
+            conninfo = postgres_conninfo(os.environ, self.stores.database("planning"))
+            return psycopg.connect(conninfo, autocommit=True)
         path = self.stores.data_dir / "planning.sqlite"
         return sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
 

@@ -121,6 +121,15 @@ def broker_script(environ: Mapping[str, str], command: str) -> None:
 # -- the stores -----------------------------------------------------------------
 
 
+def postgres_conninfo(environ: Mapping[str, str], dbname: str) -> str:
+    """How tests and benchmarks reach the stack's PostgreSQL (scripts/postgres.sh's env)."""
+    return (
+        f"host={environ['POSTGRES_HOST']} port={environ['POSTGRES_PORT']} "
+        f"user={environ['POSTGRES_USER']} dbname={dbname} "
+        f"password={environ.get('POSTGRES_PASSWORD', '')}"
+    )
+
+
 class Stores:
     """Where each service of one test keeps its events: SQLite files or PostgreSQL databases."""
 
@@ -175,11 +184,7 @@ class Stores:
             import psycopg
             from psycopg.rows import dict_row
 
-            conninfo = (
-                f"host={self._environ['POSTGRES_HOST']} port={self._environ['POSTGRES_PORT']} "
-                f"user={self._environ['POSTGRES_USER']} dbname={self.database(service)} "
-                f"password={self._environ.get('POSTGRES_PASSWORD', '')}"
-            )
+            conninfo = postgres_conninfo(self._environ, self.database(service))
             with psycopg.connect(conninfo, row_factory=dict_row, autocommit=commit) as c:
                 cursor = c.execute(statement.replace("?", "%s").encode(), params)
                 return list(cursor.fetchall()) if cursor.description else []

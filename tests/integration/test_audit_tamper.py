@@ -25,7 +25,7 @@ from services.identification.domain import Pupil
 from shared.audit import adopt_unchained, verify_store
 from shared.chain import CHANGED_RECORD, MISSING_RECORD, TRUNCATED_TAIL
 from shared.store import guard_stored_events, store_env
-from shared.testing import REPO
+from shared.testing import REPO, postgres_conninfo
 
 SERVICES = ["identification", "planning", "provisioning", "reporting"]
 
@@ -78,13 +78,7 @@ def tamper(stores: Any, service: str, *statements: tuple[str, Sequence[Any]]) ->
         return
     import psycopg
 
-    environ = os.environ
-    conninfo = (
-        f"host={environ['POSTGRES_HOST']} port={environ['POSTGRES_PORT']} "
-        f"user={environ['POSTGRES_USER']} password={environ.get('POSTGRES_PASSWORD', '')} "
-        f"dbname={stores.database(service)}"
-    )
-    with psycopg.connect(conninfo) as c:
+    with psycopg.connect(postgres_conninfo(os.environ, stores.database(service))) as c:
         for table in names.values():
             c.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER".encode())
         for statement, params in statements:

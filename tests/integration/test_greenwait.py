@@ -14,6 +14,7 @@ import pytest
 from psycopg import waiting
 
 from shared.greenwait import green_wait
+from shared.testing import postgres_conninfo
 
 pytestmark = pytest.mark.store_free  # the stack's server, not a service's store
 
@@ -24,15 +25,7 @@ def connect(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     opened: list[psycopg.Connection[Any]] = []
 
     def connect() -> psycopg.Connection[Any]:
-        e = os.environ
-        conn = psycopg.connect(
-            host=e["POSTGRES_HOST"],
-            port=e["POSTGRES_PORT"],
-            user=e["POSTGRES_USER"],
-            password=e.get("POSTGRES_PASSWORD", ""),
-            dbname="postgres",
-            autocommit=True,
-        )
+        conn = psycopg.connect(postgres_conninfo(os.environ, "postgres"), autocommit=True)
         opened.append(conn)
         return conn
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from services.reporting.journal import APPEND_LOCK
-from shared.testing import Client, Stores, running, wait_until
+from shared.testing import Client, Stores, postgres_conninfo, running, wait_until
 from tests.integration.test_slice import SCHOOL, register_flagged
 
 EVENTS_A_PUPIL = 3  # registered, risk sign recorded, flagged at risk
@@ -30,14 +30,8 @@ def reporting_held(stores: Stores, replica_applied: Sequence[int] = ()) -> Itera
     if stores.kind == "postgres":
         import psycopg
 
-        e = os.environ
-        with psycopg.connect(
-            host=e["POSTGRES_HOST"],
-            port=e["POSTGRES_PORT"],
-            user=e["POSTGRES_USER"],
-            password=e.get("POSTGRES_PASSWORD", ""),
-            dbname=stores.database("reporting"),
-        ) as conn:  # one transaction, committed when the block ends
+        conninfo = postgres_conninfo(os.environ, stores.database("reporting"))
+        with psycopg.connect(conninfo) as conn:  # one transaction, committed when it ends
             conn.execute(APPEND_LOCK)
             conn.cursor().executemany(f"INSERT INTO {table} VALUES (%s, %s)", rows)
             yield
