@@ -415,9 +415,13 @@ class Inbox(Entrypoint):
 
     def _observe_dead_letters(self) -> None:
         """Kept connected between looks: a connection opened every few seconds by each
-        inbox filled the broker's log, two lines a connection."""
+        inbox filled the broker's log, two lines a connection. The service's inboxes share
+        one dead-letter queue, so only the first of them (by source) looks."""
         from kombu import Connection
 
+        inboxes = [e for e in self.container.entrypoints if isinstance(e, Inbox)]
+        if min(inboxes, key=lambda inbox: inbox.source) is not self:
+            return
         service = self.container.service_name
         if self._dead_letters is None:
             conn = Connection(self.container.config["AMQP_URI"], connect_timeout=5)
