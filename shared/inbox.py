@@ -94,7 +94,7 @@ class Inbox(Entrypoint):
 
     ``@inbox("identification", batch=20)``: it receives a list of one or more consecutive
     IncomingEvents instead, to apply in one transaction with a tracking record for each
-    (``ServiceApplication.save_tracked(also_tracked=...)``). Messages delivered while the
+    (``ServiceApplication.save_tracked`` takes them all). Messages delivered while the
     one before them is being applied wait together and are applied together, so a
     consumer that falls behind does less work per message, not more. A batch that fails
     is applied again one message at a time: a failure stays the failing message's own.
@@ -377,8 +377,7 @@ class Inbox(Entrypoint):
         try:
             self._run_worker(events)
             if self._last_applied() < events[-1].envelope.notification_id:
-                *earlier, last = (event.tracking for event in events)
-                self.app.save_tracked(tracking=last, also_tracked=earlier)
+                self.app.save_tracked(tracking=[event.tracking for event in events])
         except Exception as exc:
             self._last = None
             log.debug("%d messages applied one by one (%s)", len(events), type(exc).__name__)

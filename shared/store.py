@@ -372,18 +372,17 @@ class ServiceApplication(Application[Any]):
     def save_tracked(
         self,
         *aggregates: Any,
-        tracking: Tracking,
+        tracking: Tracking | Sequence[Tracking],
         effects: Sequence[Effect] = (),
-        also_tracked: Sequence[Tracking] = (),
     ) -> None:
-        """Commit new events, read-model effects and the inbox record together; with
-        ``also_tracked``, the records of the messages applied before ``tracking``'s in
-        the same transaction."""
-        processing = ProcessingEvent[Any](tracking)
-        processing.collect_events(*aggregates, effects=list(effects), also_tracked=also_tracked)
+        """Commit new events, read-model effects and the inbox record together: of the
+        message applied, or of each of the consecutive messages applied together."""
+        *earlier, last = [tracking] if isinstance(tracking, Tracking) else tracking
+        processing = ProcessingEvent[Any](last)
+        processing.collect_events(*aggregates, effects=list(effects), also_tracked=earlier)
         recordings = self._record(processing)
         for listener in self._tracked_listeners:
-            listener(tracking)
+            listener(last)
         self._take_snapshots(processing)
         self._notify(recordings)
 

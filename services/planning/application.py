@@ -122,8 +122,8 @@ class PlanningApplication(ServiceApplication):
                     envelope.aggregate_id, payload, envelope.actor
                 )
         effects += [self.plans.upsert(plan) for plan in closed]
-        *earlier, last = (event.tracking for event in events)
-        self.save_tracked(*closed, tracking=last, effects=effects, also_tracked=earlier)
+        trackings = [event.tracking for event in events]
+        self.save_tracked(*closed, tracking=trackings, effects=effects)
 
     def close_plans_of_departed(
         self, pupil_id: str, payload: Mapping[str, Any], actor: str

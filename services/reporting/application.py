@@ -124,8 +124,7 @@ class ReportingApplication(ServiceApplication):
         for n, event in enumerate(events):
             envelope = event.envelope
             effects += [self.journal.append(envelope, lock=n == 0), self._projected(envelope)]
-        *earlier, last = (event.tracking for event in events)
-        self.save_tracked(tracking=last, effects=effects, also_tracked=earlier)
+        self.save_tracked(tracking=[event.tracking for event in events], effects=effects)
 
     def _projected(self, envelope: Envelope) -> Callable[[Sql], None]:
         occurred_at = envelope.occurred_at.isoformat()
