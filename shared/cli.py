@@ -42,6 +42,7 @@ def nameko_config(service: str, environ: dict[str, str]) -> dict[str, Any]:
         # found by this poll, so it bounds how late such an event is published.
         "RELAY_POLL_INTERVAL": float(environ.get("PUMPURS_RELAY_POLL_INTERVAL", "0.2")),
         "CATCH_UP_INTERVAL": float(environ.get("PUMPURS_CATCH_UP_INTERVAL", "5.0")),
+        "INBOX_BATCH": int(environ.get("PUMPURS_INBOX_BATCH", "20")),
         "HEARTBEAT": 30,
         **rate_limit_config(environ),
     }

@@ -42,6 +42,7 @@ from shared.topology import consumer_queue, dead_letter_queue
 log = logging.getLogger(__name__)
 
 DEFAULT_DELIVERY_LIMIT = 5
+DEFAULT_BATCH = 20  # a batch's commit grows with it, and so does the wait of its first message
 STORE_RETRY_SECONDS = 1.0  # between tries of a message held while the store is down
 
 
@@ -92,22 +93,25 @@ def _settle(action: Callable[..., Any], **kwargs: Any) -> None:
 class Inbox(Entrypoint):
     """``@inbox("identification")``: the decorated method receives each IncomingEvent once.
 
-    ``@inbox("identification", batch=20)``: it receives a list of one or more consecutive
-    IncomingEvents instead, to apply in one transaction with a tracking record for each
-    (``ServiceApplication.save_tracked`` takes them all). Messages delivered while the
-    one before them is being applied wait together and are applied together, so a
-    consumer that falls behind does less work per message, not more. A batch that fails
-    is applied again one message at a time: a failure stays the failing message's own.
+    ``@inbox("identification", batched=True)``: it receives a list of one or more
+    consecutive IncomingEvents instead, to apply in one transaction with a tracking record
+    for each (``ServiceApplication.save_tracked`` takes them all). Messages delivered while
+    the one before them is being applied wait together and are applied together, up to
+    ``INBOX_BATCH`` of the config (20 by default), so a consumer that falls behind does
+    less work per message, not more. A batch that fails is applied again one message at a
+    time: a failure stays the failing message's own. A store that does not answer fails
+    any batch the same way: then the first message is held, as it would be on its own.
     """
 
     queue_consumer = InboxQueueConsumer()
 
     def __init__(
-        self, source: str, catch_up_interval: float = 5.0, batch: int = 1, **kwargs: Any
+        self, source: str, catch_up_interval: float = 5.0, batched: bool = False, **kwargs: Any
     ) -> None:
         self.source = source
         self.catch_up_interval = catch_up_interval
-        self.batch = batch
+        self.batched = batched
+        self.batch = 1
         # A commit refused by another replica's tracking record (see _apply) is a race
         # the inbox settles, not a fault: nameko logs it as a warning, not an error.
         kwargs.setdefault("expected_exceptions", (IntegrityError,))
@@ -119,6 +123,8 @@ class Inbox(Entrypoint):
         service = self.container.service_name
         self.delivery_limit = int(config.get("DELIVERY_LIMIT", DEFAULT_DELIVERY_LIMIT))
         self.catch_up_interval = float(config.get("CATCH_UP_INTERVAL", self.catch_up_interval))
+        if self.batched:
+            self.batch = max(1, int(config.get("INBOX_BATCH", DEFAULT_BATCH)))
         self.queue = consumer_queue(service, self.source, self.delivery_limit)
         self.metrics = metrics_for(self.container)
         self._lock = threading.Lock()
@@ -358,7 +364,7 @@ class Inbox(Entrypoint):
             return True
         envelope = event.envelope
         try:
-            self._run_worker([event] if self.batch > 1 else event)
+            self._run_worker([event] if self.batched else event)
             if self._last_applied() < envelope.notification_id:
                 # The handler had nothing to do with this event: record that it was seen.
                 self.app.save_tracked(tracking=event.tracking)
@@ -380,6 +386,8 @@ class Inbox(Entrypoint):
                 self.app.save_tracked(tracking=[event.tracking for event in events])
         except Exception as exc:
             self._last = None
+            if store_not_answering(exc):
+                raise  # one by one would fail the same way: the first message is held
             log.debug("%d messages applied one by one (%s)", len(events), type(exc).__name__)
             return False
         finally:

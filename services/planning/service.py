@@ -49,8 +49,6 @@ READERS = (TEACHER, DIRECTOR, MUNICIPAL_COORDINATOR, NATIONAL_COORDINATOR, AUDIT
 AUTHORS = (TEACHER, DIRECTOR)
 APPROVERS = (DIRECTOR, MUNICIPAL_COORDINATOR, NATIONAL_COORDINATOR)
 PLAN = "/plans/<uuid:plan_id>"
-# Identification's messages waiting together are applied in one transaction, up to this many.
-BATCH = 20
 
 
 def make_application(env: Mapping[str, str]) -> PlanningApplication:
@@ -61,7 +59,7 @@ class PlanningService(ServiceBase):
     name = "planning"
     app: PlanningApplication = EventStore(make_application)
 
-    @inbox("identification", batch=BATCH)
+    @inbox("identification", batched=True)
     def on_identification_events(self, events: list[IncomingEvent]) -> None:
         self.app.apply_identification_events(events)
 

@@ -27,8 +27,6 @@ from shared.service import ServiceBase
 from shared.web import JSON, Call, route
 
 REPORT_READERS = (AUDITOR, NATIONAL_COORDINATOR, MUNICIPAL_COORDINATOR, DIRECTOR, TEACHER)
-# Messages of one source waiting together are journalled in one transaction, up to this many.
-BATCH = 20
 
 
 def make_application(env: Mapping[str, str]) -> ReportingApplication:
@@ -42,15 +40,15 @@ class ReportingService(AuditRoutes, ServiceBase):
     gauges = ProgrammeGauges()
     age_desk: AgeDesk = AgeEnquirer()
 
-    @inbox("identification", batch=BATCH)
+    @inbox("identification", batched=True)
     def on_identification_events(self, events: list[IncomingEvent]) -> None:
         self.app.receive_all(events)
 
-    @inbox("planning", batch=BATCH)
+    @inbox("planning", batched=True)
     def on_planning_events(self, events: list[IncomingEvent]) -> None:
         self.app.receive_all(events)
 
-    @inbox("provisioning", batch=BATCH)
+    @inbox("provisioning", batched=True)
     def on_provisioning_events(self, events: list[IncomingEvent]) -> None:
         self.app.receive_all(events)
 

@@ -78,27 +78,52 @@ def settled(reporting: Any, messages: int) -> dict[str, float]:
     return consumed()
 
 
+def piled_up_and_let_go(system: Any, identification: Any) -> int:
+    """Five pupils flagged, four of them while reporting is held; how many events
+    reporting journalled, once it has journalled them all."""
+    teacher = Client(identification.url, system.token("teacher", school=SCHOOL))
+    register_flagged(teacher)
+    wait_until(lambda: len(journalled(system)) == EVENTS_A_PUPIL, timeout=10)
+    with reporting_held(system.stores):
+        for _ in range(4):
+            register_flagged(teacher)
+        wait_until(lambda: waiting(system) >= 4 * EVENTS_A_PUPIL, timeout=30, interval=0.5)
+    total = 5 * EVENTS_A_PUPIL
+    wait_until(lambda: len(journalled(system)) == total, timeout=20)
+    assert journalled(system) == list(range(journalled(system)[0], total + 1))
+    return total
+
+
+def commits(reporting: Any) -> dict[str, float]:
+    """Reporting's commits of identification's events: how many, how many held one
+    event only, and how many events they held."""
+    source = {"service": "reporting", "source": "identification"}
+    return {
+        "commits": reporting.metric("pumpurs_inbox_events_per_commit_count", **source),
+        "alone": reporting.metric("pumpurs_inbox_events_per_commit_bucket", le="1.0", **source),
+        "events": reporting.metric("pumpurs_inbox_events_per_commit_sum", **source),
+    }
+
+
 def test_messages_that_waited_for_reporting_are_applied_together_each_once(system: Any) -> None:
     identification, reporting = system.service("identification"), system.service("reporting")
     with running(identification, reporting):
-        teacher = Client(identification.url, system.token("teacher", school=SCHOOL))
-        register_flagged(teacher)
-        wait_until(lambda: len(journalled(system)) == EVENTS_A_PUPIL, timeout=10)
-        with reporting_held(system.stores):
-            for _ in range(4):
-                register_flagged(teacher)
-            wait_until(lambda: waiting(system) >= 4 * EVENTS_A_PUPIL, timeout=30, interval=0.5)
-        total = 5 * EVENTS_A_PUPIL
-        wait_until(lambda: len(journalled(system)) == total, timeout=20)
+        total = piled_up_and_let_go(system, identification)
 
-        assert journalled(system) == list(range(journalled(system)[0], total + 1))
-        source = {"service": "reporting", "source": "identification"}
-        commits = reporting.metric("pumpurs_inbox_events_per_commit_count", **source)
-        alone = reporting.metric("pumpurs_inbox_events_per_commit_bucket", le="1.0", **source)
-        applied = reporting.metric("pumpurs_inbox_events_per_commit_sum", **source)
-        assert applied == total
-        assert commits - alone >= 1, "no commit applied more than one event"
-        assert commits < total
+        done = commits(reporting)
+        assert done["events"] == total
+        assert done["commits"] - done["alone"] >= 1, "no commit applied more than one event"
+        assert done["commits"] < total
+        assert settled(reporting, total) == {"ok": total, "duplicate": 0}
+
+
+def test_with_a_batch_of_one_each_waiting_message_is_committed_on_its_own(system: Any) -> None:
+    identification = system.service("identification")
+    reporting = system.service("reporting", PUMPURS_INBOX_BATCH="1")
+    with running(identification, reporting):
+        total = piled_up_and_let_go(system, identification)
+
+        assert commits(reporting) == {"commits": total, "alone": total, "events": total}
         assert settled(reporting, total) == {"ok": total, "duplicate": 0}
 
 

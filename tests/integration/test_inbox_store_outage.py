@@ -55,6 +55,9 @@ def test_events_arriving_while_the_store_is_down_are_applied_once_it_answers(
             "pumpurs_events_consumed_total", source="identification", outcome="dead_lettered"
         )
         assert parked == 0
+        # Held, not failed: a warning line per try (shared.logs), never an error.
+        logged = planning.log_path.read_text(errors="replace").splitlines()
+        assert [line for line in logged if " ERROR " in line] == []
 
 
 def at_risk_once_answering(plans: Client) -> set[str]:
