@@ -285,7 +285,7 @@ class ReportingApplication(ServiceApplication):
     # -- the programme's gauges ----------------------------------------------------------
     def programme_figures(self) -> dict[str, Any]:
         """Pupils at risk now, plans by status and the budgets' money (EUR), all schools; and
-        the age enquiries waiting for identification's answer."""
+        the age enquiries waiting for identification's answer, and how long the oldest has."""
         m = self.models
         with self.reading() as query:
             at_risk = query(
@@ -297,6 +297,7 @@ class ReportingApplication(ServiceApplication):
                 f"SUM(spent_eur) AS spent FROM {m['budgets']}"
             )
             waiting = self.enquiries.count(query)
+            oldest = self.enquiries.oldest_age_seconds(query, datetime.now(UTC))
         statuses = dict.fromkeys(PLAN_STATUSES, 0)
         statuses.update({row["status"]: int(row["n"]) for row in plans})
         return {
@@ -304,6 +305,7 @@ class ReportingApplication(ServiceApplication):
             "plans": statuses,
             "budget_eur": {s: int(money[0][s] or 0) / 100 for s in BUDGET_STATES},
             "age_enquiries_waiting": waiting,
+            "age_enquiry_oldest_seconds": oldest,
         }
 
 

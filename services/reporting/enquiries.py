@@ -65,3 +65,10 @@ class AgeEnquiries:
 
     def count(self, query: Query) -> int:
         return int(query(f"SELECT COUNT(*) AS n FROM {self.table}")[0]["n"])
+
+    def oldest_age_seconds(self, query: Query, now: datetime) -> float:
+        """How long the oldest enquiry has waited; 0 when none waits."""
+        since = query(f"SELECT MIN(asked_since) AS since FROM {self.table}")[0]["since"]
+        if since is None:
+            return 0.0
+        return max(0.0, (now - datetime.fromisoformat(str(since))).total_seconds())

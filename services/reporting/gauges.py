@@ -7,6 +7,9 @@
   ``allocated``, ``committed`` (reserved, not yet delivered) and ``spent``;
 - ``pumpurs_reporting_age_enquiries_pending``: supported pupils' age enquiries not yet
   answered by identification (stays up while identification is unreachable).
+- ``pumpurs_reporting_age_enquiry_oldest_age_seconds``: how long the oldest of them has
+  waited (0 when none does): what an alert watches, since a busy day leaves many
+  enquiries pending for a moment but none pending for long.
 """
 
 from __future__ import annotations
@@ -44,6 +47,10 @@ def _families() -> tuple[GaugeMetricFamily, ...]:
             "pumpurs_reporting_age_enquiries_pending",
             "Age enquiries of supported pupils waiting for identification's answer.",
         ),
+        GaugeMetricFamily(
+            "pumpurs_reporting_age_enquiry_oldest_age_seconds",
+            "How long the oldest age enquiry has waited for identification's answer.",
+        ),
     )
 
 
@@ -58,14 +65,15 @@ class ProgrammeCollector(Collector):
         app = store_of(self.container).app
         assert isinstance(app, ReportingApplication)
         figures = app.programme_figures()
-        at_risk, plans, budget, enquiries = _families()
+        at_risk, plans, budget, enquiries, oldest = _families()
         at_risk.add_metric([], figures["pupils_at_risk"])
         for status in PLAN_STATUSES:
             plans.add_metric([status], figures["plans"][status])
         for state in BUDGET_STATES:
             budget.add_metric([state], figures["budget_eur"][state])
         enquiries.add_metric([], figures["age_enquiries_waiting"])
-        return iter((at_risk, plans, budget, enquiries))
+        oldest.add_metric([], figures["age_enquiry_oldest_seconds"])
+        return iter((at_risk, plans, budget, enquiries, oldest))
 
 
 class ProgrammeGauges(DependencyProvider):

@@ -165,6 +165,12 @@ ALERT_CASES: list[dict[str, Any]] = [
                 '{service="planning", source="identification"}',
                 "values": "0 500x20",
             },
+            # An enquiry waits from the first minute and is never answered; pending
+            # enquiries that are answered within minutes never raise it.
+            {
+                "series": 'pumpurs_reporting_age_enquiry_oldest_age_seconds{service="reporting"}',
+                "values": "0 0+60x90",
+            },
         ],
         "alert_rule_test": [
             {"eval_time": "1m", "alertname": "PumpursDeadLetters", "exp_alerts": []},
@@ -207,6 +213,13 @@ ALERT_CASES: list[dict[str, Any]] = [
                 "exp_alerts": [
                     {"exp_labels": {"severity": "critical", "service": "provisioning"}},
                 ],
+            },
+            # An hour old at 61m; an alert once that lasted fifteen minutes.
+            {"eval_time": "70m", "alertname": "PumpursAgeEnquiriesUnanswered", "exp_alerts": []},
+            {
+                "eval_time": "80m",
+                "alertname": "PumpursAgeEnquiriesUnanswered",
+                "exp_alerts": [{"exp_labels": {"severity": "warning"}}],
             },
             {"eval_time": "5m", "alertname": "PumpursConsumerLagging", "exp_alerts": []},
             {
@@ -287,6 +300,7 @@ def test_the_alerts_cover_what_operators_must_act_on() -> None:
         "pumpurs_dead_letters_messages",
         "pumpurs_http_requests_total",
         "pumpurs_ready",
+        "pumpurs_reporting_age_enquiry_oldest_age_seconds",
     }
     assert wanted <= set().union(*read.values())
     for rule in (r for g in alert_rules()["groups"] for r in g["rules"]):

@@ -275,6 +275,7 @@ def test_the_esf_report_follows_what_the_services_did(stack: dict[str, Any]) -> 
         version = command(s[role], plan["plan_id"], "approve", version)["version"]
     wait_until(lambda: reported(auditor)["indicators"]["pupils_supported"]["total"] == 2, 30)
     assert reporting.metric("pumpurs_reporting_age_enquiries_pending") == 1
+    assert reporting.metric("pumpurs_reporting_age_enquiry_oldest_age_seconds") > 0
     away = reported(auditor)["indicators"]["pupils_supported"]
     assert (away["below_25"], away["age_unknown"]) == (1, 1)
     identification.start()
@@ -282,3 +283,4 @@ def test_the_esf_report_follows_what_the_services_did(stack: dict[str, Any]) -> 
     back = reported(auditor)["indicators"]["pupils_supported"]
     assert (back["below_25"], back["age_unknown"]) == (2, 0)
     assert reporting.metric("pumpurs_reporting_age_enquiries_pending") == 0
+    assert reporting.metric("pumpurs_reporting_age_enquiry_oldest_age_seconds") == 0

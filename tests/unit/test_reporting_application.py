@@ -10,6 +10,7 @@ import itertools
 import json
 import os
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -690,6 +691,20 @@ def test_the_command_line_gives_the_same_report(
 
 def waiting(app: ReportingApplication) -> set[tuple[str, str]]:
     return set(app.enquiries.oldest(app.query, 1000))
+
+
+def test_how_long_the_oldest_enquiry_waited_grows_until_identification_answers(
+    app: ReportingApplication, scenario: Scenario
+) -> None:
+    def oldest() -> float:
+        return float(app.programme_figures()["age_enquiry_oldest_seconds"])
+
+    first = oldest()
+    assert first > 0
+    time.sleep(0.2)
+    assert oldest() >= first + 0.2
+    app.ask_ages(Identification(scenario))
+    assert oldest() == 0
 
 
 def test_each_supported_plan_waits_for_its_pupils_age_on_entry(
