@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -44,6 +44,11 @@ log = logging.getLogger(__name__)
 DEFAULT_DELIVERY_LIMIT = 5
 DEFAULT_BATCH = 20  # a batch's commit grows with it, and so does the wait of its first message
 STORE_RETRY_SECONDS = 1.0  # between tries of a message held while the store is down
+
+
+def _chunks(events: list[IncomingEvent], size: int) -> Iterator[list[IncomingEvent]]:
+    for start in range(0, len(events), size):
+        yield events[start : start + size]
 
 
 @dataclass(frozen=True)
@@ -310,23 +315,24 @@ class Inbox(Entrypoint):
             events = self._pull(after=self._last_applied(), until=None)
             if not events:
                 return
-            for event in events:
-                with self._lock:  # one at a time, so queue messages interleave
-                    if not self._apply_pulled(event):
+            for chunk in _chunks(events, self.batch):
+                with self._lock:  # a batch at a time, so queue messages interleave
+                    if not self._apply_pulled(chunk):
                         break
 
     def _queue_flowing(self) -> bool:
         return time.monotonic() - self._last_message_at < self.catch_up_interval
 
-    def _apply_pulled(self, event: IncomingEvent) -> bool:
-        """Apply a pulled event if it is next; False when the pull is out of date."""
-        envelope, last = event.envelope, self._last_applied()
-        if envelope.notification_id <= last:
+    def _apply_pulled(self, events: list[IncomingEvent]) -> bool:
+        """Apply pulled consecutive events if they follow on; False when the pull is out
+        of date."""
+        fresh = self._not_applied(events)
+        if not fresh:
             return True  # the queue was quicker
-        if envelope.previous_id is not None and envelope.previous_id > last:
+        previous = fresh[0].envelope.previous_id
+        if previous is not None and previous > self._last_applied():
             return False
-        if self._apply(event):
-            self._count("caught_up")
+        self._apply_caught_up(fresh)
         return True
 
     def _fill_gap(self, until: int) -> None:
@@ -335,10 +341,22 @@ class Inbox(Entrypoint):
             events = self._pull(after=last, until=until)
             if not events:
                 return
-            for event in events:
-                fresh = event.envelope.notification_id > self._last_applied()
-                if fresh and self._apply(event):
-                    self._count("caught_up")
+            for chunk in _chunks(events, self.batch):
+                if fresh := self._not_applied(chunk):
+                    self._apply_caught_up(fresh)
+
+    def _not_applied(self, events: list[IncomingEvent]) -> list[IncomingEvent]:
+        last = self._last_applied()
+        return [event for event in events if event.envelope.notification_id > last]
+
+    def _apply_caught_up(self, events: list[IncomingEvent]) -> None:
+        """Apply consecutive pulled events: together, or else one by one."""
+        if len(events) > 1 and self._applied_together(events, queued=False):
+            self._count("caught_up", len(events))
+            return
+        for event in events:
+            if event.envelope.notification_id > self._last_applied() and self._apply(event):
+                self._count("caught_up")
 
     def _pull(self, after: int, until: int | None) -> list[IncomingEvent]:
         answer = self._source_rpc().notifications(after=after, limit=200, stop=until)
@@ -378,8 +396,9 @@ class Inbox(Entrypoint):
         self._observe_commit(1)
         return True
 
-    def _applied_together(self, events: list[IncomingEvent]) -> bool:
-        """Apply consecutive events in one worker and transaction; False if that failed."""
+    def _applied_together(self, events: list[IncomingEvent], queued: bool = True) -> bool:
+        """Apply consecutive events in one worker and transaction; False if that failed.
+        ``queued``: the later ones' messages are waiting, to be acknowledged as applied."""
         try:
             self._run_worker(events)
             if self._last_applied() < events[-1].envelope.notification_id:
@@ -392,7 +411,8 @@ class Inbox(Entrypoint):
             return False
         finally:
             self._observe_lag()
-        self._batched.update(event.envelope.notification_id for event in events[1:])
+        if queued:
+            self._batched.update(event.envelope.notification_id for event in events[1:])
         self._observe_commit(len(events))
         return True
 
@@ -410,8 +430,9 @@ class Inbox(Entrypoint):
         done.wait()
 
     # -- metrics -----------------------------------------------------------------
-    def _count(self, outcome: str) -> None:
-        self.metrics.events_consumed.labels(self.metrics.service, self.source, outcome).inc()
+    def _count(self, outcome: str, events: int = 1) -> None:
+        labels = (self.metrics.service, self.source, outcome)
+        self.metrics.events_consumed.labels(*labels).inc(events)
 
     def _observe_commit(self, events: int) -> None:
         self.metrics.events_per_commit.labels(self.metrics.service, self.source).observe(events)

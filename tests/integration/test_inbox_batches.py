@@ -151,3 +151,25 @@ def test_waiting_messages_another_replica_applied_first_are_duplicates_and_no_er
         assert settled(reporting, total) == {"ok": len(ours), "duplicate": len(taken)}
         logged = reporting.log_path.read_text(errors="replace").splitlines()
         assert [line for line in logged if " ERROR " in line] == []
+
+
+def test_a_consumer_started_later_pulls_what_it_missed_a_batch_a_commit(system: Any) -> None:
+    """Reporting's queue did not exist yet while identification stored these events, so
+    only its catch-up from identification's notification log can bring them."""
+    identification, reporting = system.service("identification"), system.service("reporting")
+    with running(identification):
+        teacher = Client(identification.url, system.token("teacher", school=SCHOOL))
+        for _ in range(5):
+            register_flagged(teacher)
+        total = 5 * EVENTS_A_PUPIL
+        with running(reporting):
+            wait_until(lambda: len(journalled(system)) == total, timeout=30)
+
+            assert journalled(system) == list(range(journalled(system)[0], total + 1))
+            done = commits(reporting)
+            assert done["events"] == total
+            assert done["commits"] < total
+            caught_up = reporting.metric(
+                "pumpurs_events_consumed_total", outcome="caught_up", source="identification"
+            )
+            assert caught_up == total
