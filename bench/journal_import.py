@@ -75,7 +75,16 @@ HEADER = (
 
 
 def old_code(born: date, serial: int) -> str:
-    return f"{born:%d%m}{born.year % 100:02d}-2{serial % 10_000:04d}"
+    """``DDMMYY-2NNNK`` for one born in the 2000s: the serial (mod 1000), or the next one
+    that a check digit fits, and that digit."""
+    from services.identification.personal_code import check_digit
+
+    while True:
+        first_ten = f"{born:%d%m}{born.year % 100:02d}2{serial % 1000:03d}"
+        digit = check_digit(first_ten)
+        if digit is not None:
+            return f"{first_ten[:6]}-{first_ten[6:]}{digit}"
+        serial += 1
 
 
 def journal_csv(rows: int, seed: int = 20191231) -> bytes:
@@ -83,9 +92,16 @@ def journal_csv(rows: int, seed: int = 20191231) -> bytes:
     names, about 15% over 20 unexcused lessons and 20% with a mark of 3 or less or nv."""
     rng = random.Random(seed)
     lines = [",".join((*HEADER, *SUBJECTS))]
+    old_codes: set[str] = set()
     for i in range(rows):
         born = date(2003, 1, 1) + timedelta(days=rng.randrange(12 * 365))
-        code = old_code(born, i) if i % 10 == 0 else f"32{i // 100_000:04d}-{i % 100_000:05d}"
+        if i % 10 == 0:
+            serial = i // 10
+            while (code := old_code(born, serial)) in old_codes:
+                serial += 1
+            old_codes.add(code)
+        else:
+            code = f"32{i // 100_000:04d}-{i % 100_000:05d}"
         absences = rng.randrange(21, 60) if rng.random() < 0.15 else rng.randrange(0, 21)
         marks = [str(rng.randrange(4, 11)) for _ in SUBJECTS]
         if rng.random() < 0.2:

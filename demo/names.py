@@ -9,6 +9,8 @@ from __future__ import annotations
 import random
 from datetime import date
 
+from services.identification.personal_code import check_digit
+
 GIVEN_NAMES = {
     "F": (
         "Anna", "Elza", "Marta", "Sofija", "Alise", "Emīlija", "Laura", "Paula", "Estere",
@@ -41,8 +43,6 @@ FAMILY_NAMES = (
     ("Zaķis", "Zaķe"), ("Puķīte", "Puķīte"), ("Gaļimovs", "Gaļimova"), ("Šmits", "Šmite"),
 )  # fmt: skip
 
-# Weights of the old format's check digit (the last one).
-_WEIGHTS = (1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CENTURY_DIGIT = {1800: "0", 1900: "1", 2000: "2"}
 
 
@@ -51,12 +51,6 @@ def full_name(rng: random.Random, gender: str) -> tuple[str, str]:
     given = rng.choice(GIVEN_NAMES[gender])
     masculine, feminine = rng.choice(FAMILY_NAMES)
     return given, feminine if gender == "F" else masculine
-
-
-def check_digit(first_ten: str) -> int | None:
-    """The old format's check digit, or None when no digit fits (the serial is not issued)."""
-    digit = (1101 - sum(w * int(d) for w, d in zip(_WEIGHTS, first_ten, strict=True))) % 11
-    return None if digit == 10 else digit
 
 
 def old_format_code(rng: random.Random, birth_date: date) -> str:

@@ -22,6 +22,7 @@ from eventsourcing.persistence import IntegrityError
 
 from services.identification.application import IdentificationApplication
 from services.identification.domain import Pupil
+from services.identification.personal_code import check_digit
 from shared.audit import adopt_unchained, verify_store
 from shared.chain import CHANGED_RECORD, MISSING_RECORD, TRUNCATED_TAIL
 from shared.store import guard_stored_events, store_env
@@ -36,7 +37,7 @@ def app(stores: Any, keys_dir: Path) -> Iterator[IdentificationApplication]:
     application = IdentificationApplication(store_env("identification", stores.data_dir, environ))
     guard_stored_events(application)
     for n in range(3):
-        pupil = register(application, f"020110-2000{n}")
+        pupil = register(application, old_code(n))
         application.record_risk_sign(
             pupil.id,
             code="learning.absences",
@@ -47,6 +48,14 @@ def app(stores: Any, keys_dir: Path) -> Iterator[IdentificationApplication]:
         )
     yield application
     application.close()
+
+
+def old_code(serial: int) -> str:
+    """The old-format personal code of 2 January 2010 with this serial and its check digit."""
+    first_ten = f"0201102{serial:03d}"
+    digit = check_digit(first_ten)
+    assert digit is not None, "no check digit fits this serial: choose another"
+    return f"{first_ten[:6]}-{first_ten[6:]}{digit}"
 
 
 def register(app: IdentificationApplication, personal_code: str) -> Any:
@@ -134,7 +143,7 @@ def pumpurs(stores: Any, keys_dir: Path, *args: str) -> subprocess.CompletedProc
 def test_an_untouched_store_verifies_and_erasing_a_pupil_keeps_it_whole(app: Any) -> None:
     before = verify_store(app)
     assert before.ok and before.head_position == app.head() and before.records == app.head()
-    pupil = register(app, "020110-20009")
+    pupil = register(app, old_code(9))
     app.erase_pupil(pupil.id, by="dpo")  # destroys the key: the events keep their ciphertext
     after = verify_store(app)
     assert after.ok and after.head_position == app.head() > before.head_position + 1
@@ -147,15 +156,15 @@ def test_two_writers_on_one_store_keep_one_chain_through_a_refused_save(
     other = IdentificationApplication(store_env("identification", stores.data_dir, environ))
     try:
         for n in range(4):  # each remembers its own last link; the other writes in between
-            register(app if n % 2 else other, f"020110-2002{n}")
-        pupil = register(app, "020110-20030")
+            register(app if n % 2 else other, old_code(21 + n))  # no check digit fits serial 20
+        pupil = register(app, old_code(30))
         stale: Pupil = other.repository.get(pupil.id)
         app.erase_pupil(pupil.id, by="dpo")
         stale.erase("dpo")
         with pytest.raises(IntegrityError):  # PostgreSQL: the refused insert used up an id
             other.save(stale)
-        register(other, "020110-20031")
-        register(app, "020110-20032")
+        register(other, old_code(31))
+        register(app, old_code(32))
     finally:
         other.close()
     result = verify_store(app)

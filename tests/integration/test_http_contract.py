@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from services.identification.personal_code import check_digit
 from shared.testing import Client, running
 
 SCHOOL = "daugavpils-10-vsk"
@@ -20,7 +21,7 @@ NEW_PUPIL = {
     "gender": "M",
     "given_name": "Jānis",
     "family_name": "Bērziņš",
-    "personal_code": "040509-20000",
+    "personal_code": "040509-20007",
     "birth_date": "2009-05-04",
 }
 
@@ -33,8 +34,12 @@ def identification(module_system: Any) -> Iterator[Any]:
 
 
 def a_new_pupil(serial: int) -> dict[str, Any]:
-    """NEW_PUPIL with a personal code of its own (a code registers one pupil only)."""
-    return {**NEW_PUPIL, "personal_code": f"040509-2{serial:04d}"}
+    """NEW_PUPIL with a personal code of its own (a code registers one pupil only): the
+    serial (1 to 999; 0 is NEW_PUPIL's) and its check digit."""
+    first_ten = f"0405092{serial:03d}"
+    digit = check_digit(first_ten)
+    assert digit is not None, "no check digit fits this serial: choose another"
+    return {**NEW_PUPIL, "personal_code": f"{first_ten[:6]}-{first_ten[6:]}{digit}"}
 
 
 def teacher(module_system: Any, identification: Any, school: str = SCHOOL) -> Client:

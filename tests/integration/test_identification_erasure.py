@@ -20,7 +20,7 @@ from shared.testing import Client, ServiceProcess, running
 SCHOOL = "daugavpils-10-vsk"
 # Canary values: nothing else in the database could contain them by chance.
 GIVEN, FAMILY = "Kanārijģirts", "Žvirbulēns-Ņaudiņš"
-CODE, BORN = "291107-21234", "2007-11-29"
+CODE, BORN = "291107-21239", "2007-11-29"
 EVIDENCE = "Kanārijģirts cares for three siblings"
 PG_DUMP = "/usr/lib/postgresql/15/bin/pg_dump"
 

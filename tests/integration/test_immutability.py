@@ -28,7 +28,7 @@ def _one_pupil(app: Any) -> Any:
         gender="F",
         given_name="Ilze",
         family_name="Liepa",
-        personal_code="020110-20000",
+        personal_code="020110-20007",
         birth_date=date(2010, 1, 2),
         by="t",
     )

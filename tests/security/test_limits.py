@@ -81,7 +81,7 @@ def test_a_body_over_the_limit_is_413_and_stores_nothing(
         "gender": "F",
         "given_name": "A" * DEFAULT_MAX_BODY,
         "family_name": "Liepa",
-        "personal_code": "040509-20000",
+        "personal_code": "040509-20007",
         "birth_date": "2009-05-04",
     }
     answer = teacher.post("/pupils", pupil)

@@ -39,7 +39,7 @@ def test_the_access_log_keeps_the_path_and_drops_the_query() -> None:
 
     from shared.web import PathOnlyAccessLog
 
-    line = '127.0.0.1 - - [28/Nov/2026 09:00:00] "GET /pupils?school_id=010308-20001 HTTP/1.1" 403'
+    line = '127.0.0.1 - - [28/Nov/2026 09:00:00] "GET /pupils?school_id=010308-20013 HTTP/1.1" 403'
     record = logging.LogRecord("nameko.web.server", logging.INFO, "", 0, line, None, None)
     assert PathOnlyAccessLog().filter(record)
     assert record.getMessage() == '127.0.0.1 - - [28/Nov/2026 09:00:00] "GET /pupils HTTP/1.1" 403'

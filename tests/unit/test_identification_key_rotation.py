@@ -16,11 +16,20 @@ from services.identification.application import (
     PersonalCodeTakenError,
 )
 from services.identification.crypto import UnreadableError
+from services.identification.personal_code import check_digit
 from shared.cli import main
 from shared.store import store_env
 
 SCHOOL = "daugavpils-10-vsk"
 OLD, NEW = os.urandom(32), os.urandom(32)
+
+
+def old_code(serial: int) -> str:
+    """The old-format personal code of 1 March 2008 with this serial and its check digit."""
+    first_ten = f"0103082{serial:03d}"
+    digit = check_digit(first_ten)
+    assert digit is not None, "no check digit fits this serial: choose another"
+    return f"{first_ten[:6]}-{first_ten[6:]}{digit}"
 
 
 def pupil(code: str, family: str) -> dict[str, Any]:
@@ -39,8 +48,8 @@ def pupil(code: str, family: str) -> dict[str, Any]:
 @pytest.fixture
 def stored(tmp_path: Path) -> Iterator[tuple[Path, list[Any]]]:
     app = IdentificationApplication(store_env("identification", tmp_path, {}), master=OLD)
-    kept = [app.register_pupil(**pupil(f"010308-2000{i}", f"Ozola{i}")) for i in range(3)]
-    erased = app.register_pupil(**pupil("010308-20009", "Dzēstā"))
+    kept = [app.register_pupil(**pupil(old_code(i), f"Ozola{i}")) for i in range(3)]
+    erased = app.register_pupil(**pupil(old_code(9), "Dzēstā"))
     app.erase_pupil(erased.id, by="dpo")
     app.close()
     yield tmp_path, kept
@@ -59,10 +68,10 @@ def test_after_rotation_the_new_key_reads_everyone_and_the_old_key_nobody(
     app = reopened(data_dir, NEW)
     for i, p in enumerate(kept):
         view = app.read_pupil(app.get_pupil(p.id), reader="auditor", role="auditor")
-        assert (view["family_name"], view["personal_code"]) == (f"Ozola{i}", f"010308-2000{i}")
+        assert (view["family_name"], view["personal_code"]) == (f"Ozola{i}", old_code(i))
     with pytest.raises(PersonalCodeTakenError):
-        app.register_pupil(**pupil("010308-20001", "Atkārtota"))
-    assert app.register_pupil(**pupil("010308-20009", "Jauna")).id  # erased code is free
+        app.register_pupil(**pupil(old_code(1), "Atkārtota"))
+    assert app.register_pupil(**pupil(old_code(9), "Jauna")).id  # erased code is free
 
     old = reopened(data_dir, OLD)
     with pytest.raises(UnreadableError):

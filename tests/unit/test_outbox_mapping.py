@@ -27,7 +27,7 @@ def test_the_notification_log_becomes_a_chain_of_envelopes(app: Any) -> None:
         gender="M",
         given_name="Pēteris",
         family_name="Kalniņš",
-        personal_code="030206-20000",
+        personal_code="030206-20009",
         birth_date=date(2006, 2, 3),
         by="anna",
     )
