@@ -72,6 +72,8 @@ def _operation(entry: Route) -> dict[str, Any]:
             "required": True,
             "content": _content(entry.body_types, {"type": "string"}),
         }
+        if entry.body_description:
+            operation["requestBody"]["description"] = entry.body_description
     if not entry.public:
         operation["security"] = [{"bearer": []}]
     return operation

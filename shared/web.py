@@ -174,6 +174,7 @@ class Route(HttpRequestHandler):
         roles: tuple[str, ...] | None = None,
         public: bool = False,
         summary: str = "",
+        body_description: str = "",
         max_body: int = DEFAULT_MAX_BODY,
         raw_body: bool = False,
         body_types: tuple[str, ...] = (JSON,),
@@ -189,6 +190,7 @@ class Route(HttpRequestHandler):
         self.summary = summary
         self.max_body = max_body
         self.raw_body = raw_body
+        self.body_description = body_description  # a raw body's format, for the OpenAPI document
         # Media types the OpenAPI document declares: a raw body's, and a success answer's.
         self.body_types = body_types
         self.answer_types = answer_types

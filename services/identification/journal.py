@@ -1,9 +1,4 @@
-"""Reading the CSV a school exports from its e-journal for one semester.
-
-Header: ``personal_code,given_name,family_name,grade,birth_date,gender,unexcused_lessons``
-(any order, any case), then one column per subject holding the semester mark:
-1-10, ``nv`` (no mark) or empty (subject not taken). Comma or semicolon separated,
-UTF-8 with or without a byte-order mark.
+"""Reading the CSV a school exports from its e-journal for one semester (``FORMAT``).
 
 A file that cannot be read as a whole (encoding, header) raises; a bad row becomes a
 ``RowError`` with its line number and a reason, and the good rows go on. Reasons never
@@ -32,6 +27,15 @@ REQUIRED = (
     "birth_date",
     "gender",
     "unexcused_lessons",
+)
+FORMAT = (
+    "One semester's e-journal export of one school, as CSV. Header: personal_code, "
+    "given_name, family_name, grade, birth_date, gender, unexcused_lessons (any order, any "
+    "case), then one column per subject holding the semester mark: 1-10, nv (no mark) or "
+    "empty (subject not taken). Comma or semicolon separated; UTF-8 with or without a "
+    "byte-order mark. birth_date as YYYY-MM-DD or DD.MM.YYYY; gender F or M; personal_code "
+    "DDMMYY-CNNNK or 32NNNN-NNNNN. A bad row is reported by its line number and the others "
+    "are imported."
 )
 ABSENCE_THRESHOLD = 20  # more than this many unexcused lessons is a sign
 LOW_MARK = 3  # this mark or lower is a sign

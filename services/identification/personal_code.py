@@ -21,6 +21,7 @@ from shared.errors import InvalidInputError
 _OLD = re.compile(r"^(\d{2})(\d{2})(\d{2})-?([012])(\d{4})$")
 _NEW = re.compile(r"^(32\d{4})-?(\d{5})$")
 _CENTURY = {"0": 1800, "1": 1900, "2": 2000}
+PATTERN = f"{_OLD.pattern}|{_NEW.pattern}"  # the form only: what the API documents
 # Weights of the old format's first ten digits in its check digit.
 _WEIGHTS = (1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 

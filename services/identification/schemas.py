@@ -11,6 +11,7 @@ from typing import Any
 from marshmallow import Schema, fields, validate
 
 from services.identification.domain import DEPARTURE_REASONS, ENROLLED, NAME_MAX
+from services.identification.personal_code import PATTERN as PERSONAL_CODE_PATTERN
 
 _SLUG = validate.Regexp(r"^[a-z0-9][a-z0-9-]{1,63}$", error="lowercase letters, digits and -")
 
@@ -27,7 +28,16 @@ class RegisterPupilSchema(Schema):
     grade = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=12))
     given_name = fields.String(required=True, validate=validate.Length(min=1, max=NAME_MAX))
     family_name = fields.String(required=True, validate=validate.Length(min=1, max=NAME_MAX))
-    personal_code = fields.String(required=True, validate=validate.Length(min=11, max=12))
+    personal_code = fields.String(
+        required=True,
+        validate=validate.Length(min=11, max=12),
+        # Documented only: the service's own check names what is wrong (date, check digit).
+        metadata={
+            "pattern": PERSONAL_CODE_PATTERN,
+            "description": "DDMMYY-CNNNK (birth date, century, serial, check digit) or "
+            "32NNNN-NNNNN; the hyphen is optional",
+        },
+    )
     birth_date = fields.Date(required=True)
     gender = fields.String(required=True, validate=validate.OneOf(["F", "M"]))
 

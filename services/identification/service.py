@@ -9,6 +9,7 @@ from uuid import UUID
 from services.identification import tenancy
 from services.identification.application import IdentificationApplication, PupilNotFoundError
 from services.identification.catalogue import RISK_FACTORS
+from services.identification.journal import FORMAT as JOURNAL_FORMAT
 from services.identification.journal import JournalEncodingError, JournalFormatError
 from services.identification.schemas import (
     AgeBandsSchema,
@@ -202,6 +203,7 @@ class IdentificationService(ServiceBase):
         body_types=CSV_TYPES,
         max_body=MAX_JOURNAL_BYTES,
         summary="import one semester's e-journal CSV of a school",
+        body_description=JOURNAL_FORMAT,
     )
     def import_journal(self, call: Call) -> Any:
         tenancy.require(call.user, self.app.school(call.query["school_id"]))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 from kombu import Connection, Exchange, Queue
 from nameko.standalone.rpc import ClusterRpcProxy
 
+from services.identification.journal import REQUIRED
 from shared.testing import Client, ServiceProcess, running, wait_until
 from shared.topology import EVENTS_EXCHANGE
 
@@ -398,3 +400,22 @@ def test_the_openapi_document_names_every_route(identification: ServiceProcess) 
         "/imports/journal",
     ):
         assert path in paths
+
+
+def test_the_openapi_document_tells_the_forms_of_personal_codes_and_journal_files(
+    identification: ServiceProcess,
+) -> None:
+    document = ok(Client(identification.url, None).get("/openapi.json"))
+    register = document["paths"]["/pupils"]["post"]["requestBody"]["content"]["application/json"]
+    name = register["schema"]["$ref"].rsplit("/", 1)[1]
+    code = document["components"]["schemas"][name]["properties"]["personal_code"]
+    form = re.compile(code["pattern"])
+    for good in ("010308-20005", "01030820005", "321234-56789", "32123456789"):
+        assert form.match(good), good
+    for bad in ("010308-30005", "331234-56789", "0103082000", "010308-200050"):
+        assert not form.match(bad), bad
+
+    journal = document["paths"]["/imports/journal"]["post"]["requestBody"]
+    assert "text/csv" in journal["content"]
+    for column in REQUIRED:
+        assert column in journal["description"]
