@@ -89,6 +89,18 @@ class Sql:
 Effect = Callable[[Sql], None]
 
 
+def add_missing_columns(sql: Sql, table: str, columns: Mapping[str, str]) -> None:
+    """Bring a table created by an earlier release up to date (additive only, rows kept)."""
+    if sql.dialect == POSTGRES:
+        for name, definition in columns.items():
+            sql.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {name} {definition}")
+        return
+    present = {row[1] for row in sql.execute(f"PRAGMA table_info({table})").fetchall()}
+    for name, definition in columns.items():
+        if name not in present:
+            sql.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
+
+
 def _run_effects(recorder: Any, cursor: Any, dialect: str, kwargs: Mapping[str, Any]) -> None:
     # Messages the inbox applied together keep a tracking record each, so a replica that
     # applies any one of them again is refused, as it would be for a message on its own.

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from shared.store import SQLITE, Sql
+from shared.store import SQLITE, Sql, add_missing_columns
 
 Query = Callable[..., list[Any]]
 
@@ -37,7 +37,8 @@ class PersonalDataReads:
             "read_at TEXT NOT NULL, purpose TEXT)"
         )
         sql.execute(f"CREATE INDEX IF NOT EXISTS {t}_pupil ON {t} (pupil_id, read_at)")
-        self._add_purpose(sql)
+        # A table made before reads had a purpose gains the column (rows kept as they are).
+        add_missing_columns(sql, self.table, {"purpose": "TEXT"})
         if sql.dialect == SQLITE:
             for op in ("UPDATE", "DELETE"):
                 sql.execute(
@@ -54,17 +55,6 @@ class PersonalDataReads:
             f"CREATE OR REPLACE TRIGGER {t}_append_only BEFORE UPDATE OR DELETE ON {t} "
             f"FOR EACH ROW EXECUTE FUNCTION {t}_refuse()"
         )
-
-    def _add_purpose(self, sql: Sql) -> None:
-        """A table made before reads had a purpose gains the column (rows kept as they are)."""
-        if sql.dialect != SQLITE:
-            sql.execute(f"ALTER TABLE {self.table} ADD COLUMN IF NOT EXISTS purpose TEXT")
-            return
-        columns = {
-            row["name"] for row in sql.execute(f"PRAGMA table_info({self.table})").fetchall()
-        }
-        if "purpose" not in columns:
-            sql.execute(f"ALTER TABLE {self.table} ADD COLUMN purpose TEXT")
 
     def record(
         self, sql: Sql, pupil_id: UUID, reader: str, role: str, purpose: str | None = None

@@ -13,22 +13,10 @@ from typing import Any
 
 from services.planning.domain import ACTIVE, INACTIVE, Plan, PupilView, SchoolView
 from shared.schools import reference_schools
-from shared.store import POSTGRES, Sql
+from shared.store import Sql, add_missing_columns
 
 Effect = Callable[[Sql], None]
 Query = Callable[..., list[Any]]
-
-
-def _add_missing_columns(sql: Sql, table: str, columns: dict[str, str]) -> None:
-    """Bring a table created by an earlier release up to date (additive only)."""
-    if sql.dialect == POSTGRES:
-        for name, definition in columns.items():
-            sql.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {name} {definition}")
-        return
-    present = {row[1] for row in sql.execute(f"PRAGMA table_info({table})").fetchall()}
-    for name, definition in columns.items():
-        if name not in present:
-            sql.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
 
 
 class PupilsReadModel:
@@ -52,7 +40,7 @@ class PupilsReadModel:
             "gender TEXT NOT NULL, at_risk INTEGER NOT NULL DEFAULT 0, "
             "version INTEGER NOT NULL, applied_events INTEGER NOT NULL DEFAULT 1)"
         )
-        _add_missing_columns(sql, self.table, self._LATER_COLUMNS)
+        add_missing_columns(sql, self.table, self._LATER_COLUMNS)
         sql.execute(f"CREATE INDEX IF NOT EXISTS {self.table}_school ON {self.table} (school_id)")
         sql.execute(
             f"CREATE TABLE IF NOT EXISTS {self.signs} ("

@@ -147,14 +147,24 @@ class ReportingApplication(ServiceApplication):
 
     # -- age enquiries -------------------------------------------------------------------
     def ask_ages(self, ask: AskAges, batch: int = 100) -> int:
-        """Send the oldest waiting age enquiries through ``ask`` and journal each answer;
-        how many were journalled. An error of ``ask`` leaves every enquiry waiting."""
-        waiting = self.enquiries.oldest(self.query, batch)
+        """Claim the oldest age enquiries no replica is asking, send them through ``ask``
+        and journal each answer; how many were journalled. An error of ``ask`` leaves every
+        enquiry waiting, free to be asked again."""
+        with self.transaction() as sql:
+            waiting = self.enquiries.claim(sql, batch, datetime.now(UTC))
         if not waiting:
             return 0
-        answers = ask([{"pupil_id": pupil_id, "on": on} for pupil_id, on in waiting])
+        answers = self._asked(ask, waiting)
         asked = set(waiting)
         return sum(self._journal_answer(a) for a in answers if (a["pupil_id"], a["on"]) in asked)
+
+    def _asked(self, ask: AskAges, enquiries: list[Enquiry]) -> list[dict[str, str]]:
+        try:
+            return ask([{"pupil_id": pupil_id, "on": on} for pupil_id, on in enquiries])
+        except Exception:
+            with self.transaction() as sql:
+                self.enquiries.unclaim(sql, enquiries)  # for the next tick, of any replica
+            raise
 
     def _journal_answer(self, answer: dict[str, str]) -> bool:
         enquiry: Enquiry = (answer["pupil_id"], answer["on"])

@@ -8,6 +8,10 @@ is journalled and folded in the transaction that deletes its enquiry. If identif
 does not answer, the enquiries simply stay here and are sent again at the next tick:
 nothing waits for them.
 
+Every replica's timer ticks, so a batch is first claimed (``asked_at``): another replica
+leaves a claimed enquiry alone until the claim is ``CLAIM_SECONDS`` old, and identification,
+which records each read of a pupil's data, is asked once, not once a replica.
+
 This table is work to do, not a read model: a rebuild leaves it alone and then adds an
 enquiry for every supported plan whose answer the journal does not hold (which is also
 how a journal from before age enquiries gets its enquiries).
@@ -16,13 +20,16 @@ how a journal from before age enquiries gets its enquiries).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.store import Sql
+from shared.store import Sql, add_missing_columns
 
 Query = Callable[..., list[Any]]
 Enquiry = tuple[str, str]  # (pupil id, day as YYYY-MM-DD)
+# Longer than an RPC call may take (PUMPURS_AGE_RPC_TIMEOUT): a claim outlives its call
+# unless the replica died meanwhile, and then another asks after this.
+CLAIM_SECONDS = 60
 
 
 class AgeEnquiries:
@@ -34,6 +41,7 @@ class AgeEnquiries:
             f"CREATE TABLE IF NOT EXISTS {self.table} (pupil_id TEXT NOT NULL, "
             "on_date TEXT NOT NULL, asked_since TEXT NOT NULL, PRIMARY KEY (pupil_id, on_date))"
         )
+        add_missing_columns(sql, self.table, {"asked_at": "TEXT"})
 
     def add(self, sql: Sql, enquiries: Iterable[Enquiry]) -> None:
         since = datetime.now(UTC).isoformat()
@@ -54,6 +62,27 @@ class AgeEnquiries:
             (limit,),
         )
         return [(str(row["pupil_id"]), str(row["on_date"])) for row in rows]
+
+    def claim(self, sql: Sql, limit: int, now: datetime) -> list[Enquiry]:
+        """The oldest enquiries no replica is asking, now claimed for this one. The claim
+        condition is repeated outside the subquery: PostgreSQL checks it again on a row
+        another replica's claim has just changed, and skips that row."""
+        free = "(asked_at IS NULL OR asked_at < ?)"
+        expired = (now - timedelta(seconds=CLAIM_SECONDS)).isoformat()
+        rows = sql.execute(
+            f"UPDATE {self.table} SET asked_at = ? WHERE {free} AND (pupil_id, on_date) IN "
+            f"(SELECT pupil_id, on_date FROM {self.table} WHERE {free} "
+            "ORDER BY asked_since, pupil_id, on_date LIMIT ?) RETURNING pupil_id, on_date",
+            (now.isoformat(), expired, expired, limit),
+        ).fetchall()
+        return sorted((str(row["pupil_id"]), str(row["on_date"])) for row in rows)
+
+    def unclaim(self, sql: Sql, enquiries: Iterable[Enquiry]) -> None:
+        """Free enquiries whose asking failed, for the next tick of any replica."""
+        sql.executemany(
+            f"UPDATE {self.table} SET asked_at = NULL WHERE pupil_id = ? AND on_date = ?",
+            list(enquiries),
+        )
 
     def settle(self, sql: Sql, enquiry: Enquiry) -> bool:
         """Delete the enquiry; False if it was gone (another replica's answer came first)."""

@@ -693,6 +693,44 @@ def waiting(app: ReportingApplication) -> set[tuple[str, str]]:
     return set(app.enquiries.oldest(app.query, 1000))
 
 
+def test_an_enquiry_one_replica_is_asking_is_not_asked_by_another(
+    app: ReportingApplication, scenario: Scenario, stores: Stores
+) -> None:
+    """Every replica's timer ticks; identification records each read of a pupil's data, so
+    it must be asked once for each enquiry, not once a replica."""
+    other = ReportingApplication(environment(stores))
+    try:
+        identification = Identification(scenario)
+        meanwhile: list[int] = []
+
+        def ask_while_the_other_ticks(enquiries: list[dict[str, str]]) -> list[dict[str, str]]:
+            meanwhile.append(other.ask_ages(identification))
+            return identification(enquiries)
+
+        assert app.ask_ages(ask_while_the_other_ticks, batch=3) == 3
+        assert meanwhile == [2]  # only the two the first replica had not claimed
+        assert other.ask_ages(identification) == 0 and waiting(app) == set()
+        asked = [(e["pupil_id"], e["on"]) for e in identification.asked]
+        assert len(asked) == len(set(asked)) == 5
+    finally:
+        other.close()
+
+
+def test_enquiries_whose_asking_failed_are_free_for_any_replica_at_once(
+    app: ReportingApplication, scenario: Scenario, stores: Stores
+) -> None:
+    other = ReportingApplication(environment(stores))
+    try:
+        identification = Identification(scenario)
+        identification.reachable = False
+        with pytest.raises(TimeoutError):
+            app.ask_ages(identification)
+        identification.reachable = True
+        assert other.ask_ages(identification) == 5
+    finally:
+        other.close()
+
+
 def test_how_long_the_oldest_enquiry_waited_grows_until_identification_answers(
     app: ReportingApplication, scenario: Scenario
 ) -> None:
