@@ -65,11 +65,13 @@ class ServiceBase(PublishesEvents, AuditsChain):
 
     chassis = Chassis()
 
-    @route("GET", "/health/live", public=True, summary="the process is alive")
+    @route("GET", "/health/live", public=True, pooled=False, summary="the process is alive")
     def health_live(self, call: Call) -> dict[str, str]:
         return {"status": "alive"}
 
-    @route("GET", "/health/ready", public=True, summary="the store and the broker answer")
+    @route(
+        "GET", "/health/ready", public=True, pooled=False, summary="the store and the broker answer"
+    )
     def health_ready(self, call: Call) -> Any:
         parts = self.chassis.readiness()
         if not all(parts.values()):
@@ -77,7 +79,12 @@ class ServiceBase(PublishesEvents, AuditsChain):
         return {"status": "ready"}
 
     @route(
-        "GET", "/metrics", public=True, answer_types=("text/plain",), summary="Prometheus metrics"
+        "GET",
+        "/metrics",
+        public=True,
+        pooled=False,
+        answer_types=("text/plain",),
+        summary="Prometheus metrics",
     )
     def metrics(self, call: Call) -> Response:
         return Response(

@@ -24,6 +24,7 @@ from uuid import UUID
 from eventlet.event import Event
 from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError
 from marshmallow import Schema, ValidationError
+from nameko.containers import WorkerContext
 from nameko.web.handlers import HttpRequestHandler
 from nameko.web.server import WebServer, WsgiApp
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -175,6 +176,7 @@ class Route(HttpRequestHandler):
         public: bool = False,
         summary: str = "",
         body_description: str = "",
+        pooled: bool = True,
         max_body: int = DEFAULT_MAX_BODY,
         raw_body: bool = False,
         body_types: tuple[str, ...] = (JSON,),
@@ -191,6 +193,10 @@ class Route(HttpRequestHandler):
         self.max_body = max_body
         self.raw_body = raw_body
         self.body_description = body_description  # a raw body's format, for the OpenAPI document
+        # Probes and metrics run without a slot of the worker pool: when every worker waits
+        # for a store that does not answer, Kubernetes must still find the process alive
+        # (and not restart it for nothing) and Prometheus must still scrape it.
+        self.pooled = pooled
         # Media types the OpenAPI document declares: a raw body's, and a success answer's.
         self.body_types = body_types
         self.answer_types = answer_types
@@ -312,19 +318,21 @@ class Route(HttpRequestHandler):
 
     def _run_worker(self, call: Call, values: Mapping[str, Any]) -> Any:
         done = Event()
-        self.container.spawn_worker(
-            self,
-            (call,),
-            dict(values),
-            handle_result=lambda ctx, res, exc: self._done(done, res, exc),
-        )
+        handle_result = functools.partial(self._done, done)
+        if self.pooled:
+            self.container.spawn_worker(self, (call,), dict(values), handle_result=handle_result)
+        else:
+            # What spawn_worker does, in this greenthread instead of one from the pool.
+            service = self.container.service_cls()
+            worker_ctx = WorkerContext(self.container, service, self, (call,), dict(values))
+            self.container._run_worker(worker_ctx, handle_result)
         result, exc_info = done.wait()
         if exc_info is not None:
             raise exc_info[1]
         return result
 
     @staticmethod
-    def _done(done: Event, result: Any, exc_info: Any) -> tuple[Any, Any]:
+    def _done(done: Event, worker_ctx: Any, result: Any, exc_info: Any) -> tuple[Any, Any]:
         done.send((result, exc_info))
         return result, exc_info
 
