@@ -68,8 +68,19 @@ def serve(args: argparse.Namespace) -> int:
     logs.configure(os.environ.get("PUMPURS_LOG_LEVEL", "INFO"))
     module, cls, _port = SERVICES[args.service]
     service_cls = getattr(importlib.import_module(module), cls)
+    _freeze_what_is_loaded()
     run([service_cls], nameko_config(args.service, dict(os.environ)))
     return 0
+
+
+def _freeze_what_is_loaded() -> None:
+    """Keep the modules' objects, which live as long as the process, out of every later
+    full garbage collection: with them, one stalls the event loop, and every request
+    waiting on it, for tens of milliseconds."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 def token(args: argparse.Namespace) -> int:
