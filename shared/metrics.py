@@ -56,8 +56,9 @@ class Metrics:
         )
         self.events_per_commit = Histogram(
             "pumpurs_inbox_events_per_commit",
-            "Integration events an inbox applied per commit, by source: more than one when "
-            "messages waited for the consumer (it was behind) and it applied them together.",
+            "Integration events an inbox applied at a time, by source: more than one when "
+            "messages waited for the consumer (it was behind) and it applied them together "
+            "(in one commit; provisioning commits once per event it acts on).",
             ["service", "source"],
             buckets=(1, 2, 5, 10, 20, 50),
             registry=r,

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, Tracking
 
 from services.provisioning import domain
 from services.provisioning.domain import (
@@ -49,6 +49,7 @@ PUPIL_CAP_VARIABLE = "PUMPURS_PUPIL_CAP_EUR"
 ATTEMPTS = 12
 
 T = TypeVar("T")
+Passed = Sequence[Tracking]  # records of the events before, which provisioning left alone
 
 
 def pupil_cap(value: str | None) -> Decimal | None:
@@ -243,11 +244,24 @@ class ProvisioningApplication(ServiceApplication):
 
     # -- planning's events -----------------------------------------------------------------
     def apply_planning_event(self, event: IncomingEvent) -> None:
-        handler = self._handlers().get(event.type)
-        if handler is not None:
-            handler(event)
+        self.apply_planning_events([event])
 
-    def _handlers(self) -> dict[str, Callable[[IncomingEvent], None]]:
+    def apply_planning_events(self, events: Sequence[IncomingEvent]) -> None:
+        """Consecutive events of planning, in order. Most are no business of provisioning:
+        their tracking records go with the next event it acts on, or together at the end,
+        so a consumer that is behind pays a transaction per event it acts on only."""
+        passed: list[Tracking] = []
+        for event in events:
+            handler = self._handlers().get(event.type)
+            if handler is None:
+                passed.append(event.tracking)
+                continue
+            handler(event, passed=passed)
+            passed = []
+        if passed:
+            self.save_tracked(tracking=passed)
+
+    def _handlers(self) -> dict[str, Callable[..., None]]:
         return {
             "plan_fully_approved": self.on_plan_fully_approved,
             "plan_suspended": self.on_plan_suspended,
@@ -257,41 +271,47 @@ class ProvisioningApplication(ServiceApplication):
         }
 
     def save_tracked_all(
-        self, event: IncomingEvent, *aggregates: Budget | Provision | None
+        self,
+        event: IncomingEvent,
+        *aggregates: Budget | Provision | None,
+        passed: Sequence[Tracking] = (),
     ) -> None:
-        """Commit the effect with the inbox record, unless another consumer of the same
-        queue (a replica) applied the event first."""
+        """Commit the effect with the inbox record (and those of the events ``passed``
+        before it), unless another consumer of the same queue (a replica) applied the
+        event first, and with it the ones before."""
         tracking = event.tracking
         if self.last_tracked(tracking.application_name) >= tracking.notification_id:
             return
         present = [a for a in aggregates if a is not None]
-        self.save_tracked(*present, tracking=tracking, effects=self.rows(present))
+        self.save_tracked(*present, tracking=[*passed, tracking], effects=self.rows(present))
 
     @retried
-    def on_plan_fully_approved(self, event: IncomingEvent) -> None:
+    def on_plan_fully_approved(self, event: IncomingEvent, passed: Passed = ()) -> None:
         plan = ApprovedPlan.from_payload(event.payload)
         budget = self.budget(plan.school_id, plan.semester)
         provisions = self.provisions_of(plan.plan_id)
         touched = domain.reconcile(
             plan, provisions, budget, self.pupil_cap, by=event.envelope.actor
         )
-        self.save_tracked_all(event, *touched, budget)
+        self.save_tracked_all(event, *touched, budget, passed=passed)
 
     @retried
-    def on_plan_suspended(self, event: IncomingEvent) -> None:
+    def on_plan_suspended(self, event: IncomingEvent, passed: Passed = ()) -> None:
         provisions = self.provisions_of(event.envelope.aggregate_id)
-        self.save_tracked_all(event, *domain.put_on_hold(provisions, by=event.envelope.actor))
+        held = domain.put_on_hold(provisions, by=event.envelope.actor)
+        self.save_tracked_all(event, *held, passed=passed)
 
     @retried
-    def on_plan_resumed(self, event: IncomingEvent) -> None:
+    def on_plan_resumed(self, event: IncomingEvent, passed: Passed = ()) -> None:
         provisions = self.provisions_of(event.envelope.aggregate_id)
-        self.save_tracked_all(event, *domain.resume(provisions, by=event.envelope.actor))
+        resumed = domain.resume(provisions, by=event.envelope.actor)
+        self.save_tracked_all(event, *resumed, passed=passed)
 
     @retried
-    def on_plan_ended(self, event: IncomingEvent, *, cause: str) -> None:
+    def on_plan_ended(self, event: IncomingEvent, *, cause: str, passed: Passed = ()) -> None:
         provisions = self.provisions_of(event.envelope.aggregate_id)
         budget = (
             self.budget(provisions[0].school_id, provisions[0].semester) if provisions else None
         )
         ended = domain.end(provisions, budget, cause, by=event.envelope.actor)
-        self.save_tracked_all(event, *ended, budget if ended else None)
+        self.save_tracked_all(event, *ended, budget if ended else None, passed=passed)

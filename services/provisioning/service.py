@@ -56,9 +56,9 @@ class ProvisioningService(ServiceBase):
     name = "provisioning"
     app: ProvisioningApplication = EventStore(make_application)
 
-    @inbox("planning")
-    def on_planning_event(self, event: IncomingEvent) -> None:
-        self.app.apply_planning_event(event)
+    @inbox("planning", batched=True)
+    def on_planning_events(self, events: list[IncomingEvent]) -> None:
+        self.app.apply_planning_events(events)
 
     # -- budgets ---------------------------------------------------------------------------
     @route("PUT", BUDGET, body=SetBudgetSchema, answer=BudgetSchema, roles=BUDGET_SETTERS)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from eventsourcing.persistence import IntegrityError
 
 from services.provisioning.application import ProvisioningApplication, pupil_cap
 from services.provisioning.domain import (
@@ -47,6 +48,12 @@ class Planning:
         self.versions: dict[str, int] = {}
 
     def send(self, event_type: str, plan_id: str, payload: dict[str, Any]) -> IncomingEvent:
+        event = self.event(event_type, plan_id, payload)
+        self.app.apply_planning_event(event)
+        return event
+
+    def event(self, event_type: str, plan_id: str, payload: dict[str, Any]) -> IncomingEvent:
+        """The next event, not yet given to the application."""
         self.last += 1
         self.versions[plan_id] = self.versions.get(plan_id, 0) + 1
         envelope = Envelope(
@@ -62,25 +69,30 @@ class Planning:
             actor="ilze",
             payload=payload,
         )
-        event = IncomingEvent(envelope, registry.load(envelope))
-        self.app.apply_planning_event(event)
-        return event
+        return IncomingEvent(envelope, registry.load(envelope))
 
     def approve(
         self, plan_id: str, measures: dict[str, str], pupil_id: str = "p-1", school: str = SCHOOL
     ) -> IncomingEvent:
-        payload = {
-            "plan_id": plan_id,
-            "pupil_id": pupil_id,
-            "school_id": school,
-            "semester": SEMESTER,
-            "status": "approved",
-            "material_measures": [
-                {"measure_id": m, "kind": "public_transport", "amount_eur": amount}
-                for m, amount in measures.items()
-            ],
-        }
-        return self.send("plan_fully_approved", plan_id, payload)
+        return self.send(
+            "plan_fully_approved", plan_id, approval(plan_id, measures, pupil_id, school)
+        )
+
+
+def approval(
+    plan_id: str, measures: dict[str, str], pupil_id: str = "p-1", school: str = SCHOOL
+) -> dict[str, Any]:
+    return {
+        "plan_id": plan_id,
+        "pupil_id": pupil_id,
+        "school_id": school,
+        "semester": SEMESTER,
+        "status": "approved",
+        "material_measures": [
+            {"measure_id": m, "kind": "public_transport", "amount_eur": amount}
+            for m, amount in measures.items()
+        ],
+    }
 
 
 @pytest.fixture
@@ -275,6 +287,33 @@ def test_a_re_approved_revision_adjusts_requests(
 
 
 # -- exactly once, and concurrency -------------------------------------------------------------
+
+
+def test_a_batch_commits_the_events_provisioning_acts_on_and_records_every_one(
+    app: ProvisioningApplication, planning: Planning
+) -> None:
+    """The inbox hands over planning's events that waited together; those provisioning has
+    no business with are recorded as seen all the same, so none is applied twice."""
+    app.set_budget(SCHOOL, SEMESTER, amount_eur=D("100.00"), user=COORDINATOR)
+    plan_id = a_plan()
+    submitted = {"pending_level": "school"}
+    approved = {"level": "school", "by": "dace"}
+    batch = [
+        planning.event("plan_submitted", plan_id, submitted),
+        planning.event("plan_approved", plan_id, approved),
+        planning.event("plan_fully_approved", plan_id, approval(plan_id, {"m1": "60.00"})),
+        planning.event("plan_approved", plan_id, approved),
+        planning.event("plan_approved", plan_id, approved),
+    ]
+    app.apply_planning_events(batch)
+
+    assert provisions(app, plan_id)["m1"]["status"] == "requested"
+    assert budget_numbers(app) == ("100.00", "60.00", "0.00", "40.00")
+    rows = app.query("SELECT notification_id FROM tracking WHERE application_name = 'planning'")
+    assert sorted(row["notification_id"] for row in rows) == [1, 2, 3, 4, 5]
+    with pytest.raises(IntegrityError):  # the inbox's sign that a message was applied
+        app.apply_planning_events(batch[3:])
+    assert budget_numbers(app) == ("100.00", "60.00", "0.00", "40.00")
 
 
 def test_a_redelivered_approval_changes_nothing(
