@@ -55,14 +55,6 @@ class AgeEnquiries:
         rows = query(f"SELECT pupil_id, on_date FROM {self.table}")
         return {(str(row["pupil_id"]), str(row["on_date"])) for row in rows}
 
-    def oldest(self, query: Query, limit: int) -> list[Enquiry]:
-        rows = query(
-            f"SELECT pupil_id, on_date FROM {self.table} "
-            "ORDER BY asked_since, pupil_id, on_date LIMIT ?",
-            (limit,),
-        )
-        return [(str(row["pupil_id"]), str(row["on_date"])) for row in rows]
-
     def claim(self, sql: Sql, limit: int, now: datetime) -> list[Enquiry]:
         """The oldest enquiries no replica is asking, now claimed for this one. The claim
         condition is repeated outside the subquery: PostgreSQL checks it again on a row
