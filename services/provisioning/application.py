@@ -251,8 +251,9 @@ class ProvisioningApplication(ServiceApplication):
         their tracking records go with the next event it acts on, or together at the end,
         so a consumer that is behind pays a transaction per event it acts on only."""
         passed: list[Tracking] = []
+        handlers = self._handlers()
         for event in events:
-            handler = self._handlers().get(event.type)
+            handler = handlers.get(event.type)
             if handler is None:
                 passed.append(event.tracking)
                 continue
@@ -274,7 +275,7 @@ class ProvisioningApplication(ServiceApplication):
         self,
         event: IncomingEvent,
         *aggregates: Budget | Provision | None,
-        passed: Sequence[Tracking] = (),
+        passed: Passed = (),
     ) -> None:
         """Commit the effect with the inbox record (and those of the events ``passed``
         before it), unless another consumer of the same queue (a replica) applied the
