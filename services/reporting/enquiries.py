@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.store import Sql, add_missing_columns
+from shared.store import POSTGRES, Sql, add_missing_columns
 
 Query = Callable[..., list[Any]]
 Enquiry = tuple[str, str]  # (pupil id, day as YYYY-MM-DD)
@@ -56,15 +56,19 @@ class AgeEnquiries:
         return {(str(row["pupil_id"]), str(row["on_date"])) for row in rows}
 
     def claim(self, sql: Sql, limit: int, now: datetime) -> list[Enquiry]:
-        """The oldest enquiries no replica is asking, now claimed for this one. The claim
-        condition is repeated outside the subquery: PostgreSQL checks it again on a row
-        another replica's claim has just changed, and skips that row."""
+        """The oldest enquiries no replica is asking, now claimed for this one.
+
+        On PostgreSQL the rows are locked in the subquery, in its order, skipping those
+        another replica is claiming this moment: two replicas neither wait for each other
+        nor lock the same rows in opposite orders (a deadlock). SQLite has one writer at
+        a time. The claim condition is checked again on the rows locked."""
         free = "(asked_at IS NULL OR asked_at < ?)"
+        lock = " FOR UPDATE SKIP LOCKED" if sql.dialect == POSTGRES else ""
         expired = (now - timedelta(seconds=CLAIM_SECONDS)).isoformat()
         rows = sql.execute(
             f"UPDATE {self.table} SET asked_at = ? WHERE {free} AND (pupil_id, on_date) IN "
             f"(SELECT pupil_id, on_date FROM {self.table} WHERE {free} "
-            "ORDER BY asked_since, pupil_id, on_date LIMIT ?) RETURNING pupil_id, on_date",
+            f"ORDER BY asked_since, pupil_id, on_date LIMIT ?{lock}) RETURNING pupil_id, on_date",
             (now.isoformat(), expired, expired, limit),
         ).fetchall()
         return sorted((str(row["pupil_id"]), str(row["on_date"])) for row in rows)

@@ -10,6 +10,7 @@ import itertools
 import json
 import os
 import re
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -712,6 +713,31 @@ def test_an_enquiry_one_replica_is_asking_is_not_asked_by_another(
         assert other.ask_ages(identification) == 0 and waiting(app) == set()
         asked = [(e["pupil_id"], e["on"]) for e in identification.asked]
         assert len(asked) == len(set(asked)) == 5
+    finally:
+        other.close()
+
+
+def test_replicas_claiming_at_the_same_moment_share_the_enquiries(
+    app: ReportingApplication, scenario: Scenario, stores: Stores
+) -> None:
+    """One replica's claim is not yet committed when another's timer ticks: the other
+    takes the enquiries left, rather than none because it waited on the claimed ones."""
+    other = ReportingApplication(environment(stores))
+    try:
+        identification = Identification(scenario)
+        asked_by_other: list[int] = []
+        ticking = threading.Thread(
+            target=lambda: asked_by_other.append(other.ask_ages(identification, batch=3))
+        )
+        with app.transaction() as sql:
+            claimed = app.enquiries.claim(sql, 3, datetime.now(UTC))
+            ticking.start()
+            time.sleep(0.3)  # the other's claim has begun; this one is not yet committed
+        ticking.join(timeout=30)
+        assert len(claimed) == 3 and asked_by_other == [2]
+        asked = {(e["pupil_id"], e["on"]) for e in identification.asked}
+        assert len(asked) == 2 and asked.isdisjoint(claimed)
+        assert waiting(app) == set(claimed)  # answered by the other, all but the claimed
     finally:
         other.close()
 
