@@ -14,6 +14,7 @@ the green select: a trampoline waits for one direction only.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Generator
 from typing import Any
@@ -52,6 +53,13 @@ def green_wait() -> Callable[..., Any]:
                 if state == Wait.RW:
                     return wait_select(_resumed(state, gen), fileno, interval, _left(deadline))
                 reading = state == Wait.R
+                # libpq closes the socket when the server ends the session (inside
+                # gen.send), and psycopg may then ask to wait on the closed descriptor.
+                # eventlet's hub then kept a listener on a descriptor that no longer
+                # existed, and the wait never ended (once in six runs of the test of a
+                # session ended by the server). psycopg's own waits check with fstat
+                # too; nothing else runs between gen.send and this check.
+                os.fstat(fileno)
                 trampoline(
                     fileno,
                     read=reading,
@@ -62,7 +70,7 @@ def green_wait() -> Callable[..., Any]:
                 state = gen.send(Ready.R if reading else Ready.W)
         except _Expired:
             raise errors._WaitTimeout("wait timeout expired") from None
-        except OSError as exc:  # eventlet's IOClosed: the socket was closed under us
+        except OSError as exc:  # the socket was closed under us
             raise errors.OperationalError("connection socket closed") from exc
         except StopIteration as stopped:
             return stopped.value
