@@ -359,7 +359,7 @@ class Inbox(Entrypoint):
                 self._count("caught_up")
 
     def _pull(self, after: int, until: int | None) -> list[IncomingEvent]:
-        answer = self._source_rpc().notifications(after=after, limit=200, stop=until)
+        answer = self._rpc.call(self.source, "notifications", after=after, limit=200, stop=until)
         self._known_head = max(self._known_head, int(answer["head"]))
         self._observe_lag()
         events = []
@@ -367,9 +367,6 @@ class Inbox(Entrypoint):
             envelope = Envelope.from_message(body)
             events.append(IncomingEvent(envelope, registry.load(envelope)))
         return events
-
-    def _source_rpc(self) -> Any:
-        return self._rpc.service(self.source)
 
     def _close_rpc(self) -> None:
         self._rpc.close()

@@ -8,6 +8,7 @@ kills the whole container. The caller times out and asks again instead.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -45,21 +46,28 @@ class KeptRpcProxy:
     """nameko's standalone RPC proxy (it has a timeout, the in-service one has not), opened
     on first use and kept: one opened for every call is a connection, a reply queue and
     two lines in the broker's log each time. Close it after a failure; the next call
-    opens a new one."""
+    opens a new one.
+
+    One call at a time: the proxy reads its replies on one socket, and a second
+    greenthread reading it meanwhile (an inbox's catch-up loop while a message fills a
+    gap) failed with eventlet's "second simultaneous read" and broke the connection."""
 
     def __init__(self, config: dict[str, Any], timeout: float) -> None:
         self._config, self._timeout = config, timeout
         self._proxy: ClusterRpcProxy | None = None
         self._services: Any = None
+        self._lock = threading.Lock()  # green under the services' monkey patching
 
-    def service(self, name: str) -> Any:
-        if self._services is None:
-            self._proxy = ClusterRpcProxy(self._config, timeout=self._timeout)
-            self._services = self._proxy.start()
-        return self._services[name]
+    def call(self, service: str, method: str, **kwargs: Any) -> Any:
+        with self._lock:
+            if self._services is None:
+                self._proxy = ClusterRpcProxy(self._config, timeout=self._timeout)
+                self._services = self._proxy.start()
+            return getattr(self._services[service], method)(**kwargs)
 
     def close(self) -> None:
-        proxy, self._proxy, self._services = self._proxy, None, None
+        with self._lock:
+            proxy, self._proxy, self._services = self._proxy, None, None
         if proxy is not None:
             try:
                 proxy.stop()

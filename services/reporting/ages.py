@@ -63,7 +63,7 @@ class AgeDesk:
         return answered
 
     def _ask(self, enquiries: list[dict[str, str]]) -> list[dict[str, str]]:
-        answer = self.enquirer.identification().age_bands(enquiries=enquiries)
+        answer = self.enquirer.age_bands(enquiries)
         loaded = schema_instance(AgeBandAnswersSchema).load(answer)
         return [{**a, "on": a["on"].isoformat()} for a in loaded["answers"]]
 
@@ -77,10 +77,10 @@ class AgeEnquirer(DependencyProvider):
         self.failing = False
         self._rpc = KeptRpcProxy(dict(self.container.config), timeout=self.timeout)
 
-    def identification(self) -> Any:
-        """Identification's RPC proxy, kept from tick to tick (one opened every second put
-        two lines a second into the broker's log under load)."""
-        return self._rpc.service("identification")
+    def age_bands(self, enquiries: list[dict[str, str]]) -> Any:
+        """Identification's answer, through a proxy kept from tick to tick (one opened
+        every second put two lines a second into the broker's log under load)."""
+        return self._rpc.call("identification", "age_bands", enquiries=enquiries)
 
     def close(self) -> None:
         self._rpc.close()
