@@ -23,6 +23,7 @@ from uuid import UUID
 
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.persistence import (
+    IntegrityError,
     InterfaceError,
     JSONTranscoder,
     OperationalError,
@@ -33,6 +34,7 @@ from eventsourcing.persistence import (
 from eventsourcing.sqlite import SQLiteProcessRecorder
 
 from shared.chain import Link, Record, extend
+from shared.groupcommit import GroupCommit, Save
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +180,10 @@ class _ChainsEvents:
         return ids
 
     def _chain(self, sql: Sql, positions: Sequence[int], stored_events: Any, kwargs: Any) -> None:
-        last = _append_links(sql, self.chain_table, positions, stored_events, self._chain_head)
+        # In a group commit the saves before this one are not committed yet: it builds on
+        # the last link they wrote in this transaction.
+        head = kwargs.get("chain_from", self._chain_head)
+        last = _append_links(sql, self.chain_table, positions, stored_events, head)
         written = kwargs.get("chain_written")
         if written is not None:
             written[:] = [last]
@@ -202,14 +207,22 @@ def insert_links(sql: Sql, table: str, links: Sequence[Link]) -> None:
 
 class SQLiteInboxRecorder(_ChainsEvents, SQLiteProcessRecorder):
     """Process recorder whose transaction also chains the new events and runs read-model
-    effects."""
+    effects; saves of events that arrive together commit together (``shared.groupcommit``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.group_commit: GroupCommit[Any] = GroupCommit(
+            self._commit_together, self._commit_alone, wait_for_ready=True
+        )
 
     def construct_create_table_statements(self) -> list[str]:
         chain = _CHAIN_DDL.format(t=self.chain_table, int="INTEGER", bytes="BLOB")
         return [*super().construct_create_table_statements(), chain]
 
     def insert_events(self, stored_events: Any, **kwargs: Any) -> Any:
-        if stored_events or kwargs.get("tracking") is None:
+        if stored_events:
+            return self.group_commit.save(stored_events, kwargs)
+        if kwargs.get("tracking") is None:
             return super().insert_events(stored_events, **kwargs)
         # Only an inbox record and read-model rows: all of it derives from the source's
         # log, so it need not wait for the disk. A power cut may take it back (never part
@@ -225,6 +238,30 @@ class SQLiteInboxRecorder(_ChainsEvents, SQLiteProcessRecorder):
                     return self._insert_events(c, stored_events, **kwargs)
             finally:
                 cursor.execute("PRAGMA synchronous = FULL")
+
+    def _commit_alone(self, save: Save[Any]) -> Any:
+        return super().insert_events(save.stored_events, **save.kwargs)
+
+    def _commit_together(self, group: Sequence[Save[Any]]) -> None:
+        """One transaction for the group; a save the database refuses (a unique key: a
+        concurrent version, a tracking record, a read-model row) is rolled back to its
+        savepoint and left to commit on its own."""
+        head = self._chain_head
+        with self.datastore.transaction(commit=True) as c:
+            for save in group:
+                written: list[Link] = []
+                c.execute("SAVEPOINT grouped")
+                try:
+                    ids = self._insert_events(
+                        c, save.stored_events, chain_from=head, chain_written=written, **save.kwargs
+                    )
+                except (sqlite3.IntegrityError, IntegrityError):
+                    c.execute("ROLLBACK TO grouped")
+                else:
+                    save.done(ids)
+                    head = written[-1] if written else head
+                c.execute("RELEASE grouped")
+        self._chain_head = head  # committed: the next save may build on it
 
     def _insert_events(self, c: Any, stored_events: Any, **kwargs: Any) -> Any:
         returning = super()._insert_events(c, stored_events, **kwargs)
@@ -248,7 +285,11 @@ def _steady_reconnects() -> None:
 
 def _postgres_inbox_recorder() -> type:
     # Imported lazily: psycopg must not load before PSYCOPG_WAIT_FUNC is set.
-    from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
+    from eventsourcing.postgres import (
+        PostgresAggregateRecorder,
+        PostgresDatastore,
+        PostgresProcessRecorder,
+    )
     from eventsourcing.utils import retry
     from psycopg.sql import SQL
 
@@ -272,6 +313,11 @@ def _postgres_inbox_recorder() -> type:
                 self._insert_stored_events(curs, stored_events, **kwargs)
                 return self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
 
+        def _insert_stored_events(self, curs: Any, stored_events: Any, **kwargs: Any) -> None:
+            if not kwargs.get("locked"):  # a group's later saves: its first took the lock
+                self._lock_table(curs)
+            PostgresAggregateRecorder._insert_stored_events(self, curs, stored_events, **kwargs)
+
         def _lock_table(self, curs: Any) -> None:
             # eventsourcing's two statements (the lock's timeout, then the lock), sent
             # together: without parameters psycopg uses the simple protocol, one round trip.
@@ -288,6 +334,59 @@ def _postgres_inbox_recorder() -> type:
                 raise ValueError("the audit chain needs POSTGRES_ENABLE_DB_FUNCTIONS off")
             ddl = _CHAIN_DDL.format(t=self.chain_table, int="bigint", bytes="bytea")
             self.sql_create_statements.append(SQL(ddl))  # type: ignore[arg-type]
+            self.group_commit: GroupCommit[Any] = GroupCommit(
+                self._commit_together, self._commit_alone, wait_for_ready=False
+            )
+
+        def insert_events(self, stored_events: Any, **kwargs: Any) -> Any:
+            if stored_events:
+                return self.group_commit.save(stored_events, kwargs)
+            return super().insert_events(stored_events, **kwargs)
+
+        def _commit_alone(self, save: Save[Any]) -> Any:
+            return super().insert_events(save.stored_events, **save.kwargs)
+
+        def _commit_together(self, group: Sequence[Save[Any]]) -> None:
+            """One transaction and one lock of the events table for the group. Without
+            savepoints (two more round trips a save): a save the database refuses aborts
+            the transaction, and the others are written again together without it."""
+            saves = list(group)
+            while len(saves) > 1:
+                refused = self._try_together(saves)
+                if refused is None:
+                    return
+                saves.remove(refused)  # it commits on its own, and gets its own error
+
+        def _try_together(self, saves: Sequence[Save[Any]]) -> Save[Any] | None:
+            import psycopg
+
+            head = self._chain_head
+            current: Save[Any] | None = None
+            try:
+                with (
+                    self.datastore.get_connection() as conn,
+                    conn.transaction(),
+                    conn.cursor() as curs,
+                ):
+                    for i, current in enumerate(saves):
+                        head = self._write(curs, current, head, locked=i > 0)
+                    current = None
+            except (IntegrityError, psycopg.IntegrityError):
+                for save in saves:  # rolled back: none of them is stored
+                    save.stored = False
+                if current is None:  # at the commit: nobody in particular
+                    raise
+                return current
+            self._chain_head = head  # committed: the next save may build on it
+            return None
+
+        def _write(self, curs: Any, save: Save[Any], head: Link | None, locked: bool) -> Any:
+            written: list[Link] = []
+            kwargs = {**save.kwargs, "chain_from": head, "chain_written": written}
+            self._insert_events(curs, save.stored_events, **kwargs)
+            self._insert_stored_events(curs, save.stored_events, locked=locked, **kwargs)
+            save.done(self._fetch_ids_after_insert_events(curs, save.stored_events, **kwargs))
+            return written[-1] if written else head
 
         def _insert_events(self, curs: Any, stored_events: Any, **kwargs: Any) -> None:
             super()._insert_events(curs, stored_events, **kwargs)
