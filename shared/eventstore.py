@@ -67,10 +67,17 @@ class EventStore(DependencyProvider):
             )
             self.relay.create_table()
             self.idempotency = IdempotencyStore(self.app)
+            self._observe_group_commits()
         except Exception:
             self.app.close()
             raise
         self.app.on_saved(self.relay.wake)
+
+    def _observe_group_commits(self) -> None:
+        group_commit = getattr(self.app.recorder, "group_commit", None)
+        if group_commit is not None:  # the recorders store_env names (both stores)
+            histogram = metrics_for(self.container).saves_per_commit
+            group_commit.observe = histogram.labels(self.container.service_name).observe
 
     def start(self) -> None:
         self.container.spawn_managed_thread(self.relay.run, identifier="outbox.relay")

@@ -63,6 +63,14 @@ class Metrics:
             buckets=(1, 2, 5, 10, 20, 50),
             registry=r,
         )
+        self.saves_per_commit = Histogram(
+            "pumpurs_store_saves_per_commit",
+            "Saves of new events each commit to the store held: more than one when saves "
+            "arriving together shared one transaction (group commit).",
+            ["service"],
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=r,
+        )
         self.outbox_backlog = Gauge(
             "pumpurs_outbox_backlog_events",
             "Stored events not yet published by the outbox relay.",

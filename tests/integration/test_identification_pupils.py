@@ -11,8 +11,10 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -127,6 +129,38 @@ def test_a_known_personal_code_is_409_naming_the_pupil_and_stores_nothing(
     assert "010308" not in again.text
     assert head(identification) == before
     assert ok(national.get("/pupils", params={"limit": "500"}))["items"] == everyone
+
+
+def test_registrations_at_the_same_moment_each_get_their_own_answer_in_shared_commits(
+    module_system: Any, identification: ServiceProcess
+) -> None:
+    codes = [f"32{next(_serial):04d}-00000" for _ in range(15)]
+    codes.append(codes[7])  # a sixteenth teacher registers the same child as the eighth
+    commits = "pumpurs_store_saves_per_commit_count"
+    saves = "pumpurs_store_saves_per_commit_sum"
+    before = {m: identification.metric(m, service="identification") for m in (commits, saves)}
+    teachers = [user(module_system, identification, "teacher", school=SCHOOL) for _ in codes]
+    start = threading.Barrier(len(codes))
+
+    def register(i: int) -> Any:
+        start.wait()
+        return teachers[i].post("/pupils", pupil(personal_code=codes[i]))
+
+    with ThreadPoolExecutor(max_workers=len(codes)) as pool:
+        answers = list(pool.map(register, range(len(codes))))
+
+    created = [a.json()["pupil_id"] for a in answers if a.status_code == 201]
+    refused = [a.json()["error"] for a in answers if a.status_code == 409]
+    assert (len(created), len(refused)) == (15, 1), [a.status_code for a in answers]
+    assert refused[0]["code"] == "personal_code_registered"
+    assert refused[0]["details"]["pupil_id"] in created
+    for answer, code in zip(answers, codes, strict=True):
+        if answer.status_code == 201:
+            view = ok(teachers[0].get(f"/pupils/{answer.json()['pupil_id']}"))
+            assert (view["personal_code"], view["version"]) == (code, 1)
+    saved = identification.metric(saves, service="identification") - before[saves]
+    committed = identification.metric(commits, service="identification") - before[commits]
+    assert saved == 15 and committed < 15  # some commits held several registrations
 
 
 @pytest.mark.parametrize(
