@@ -37,7 +37,7 @@ from shared.eventstore import store_of
 from shared.metrics import metrics_for
 from shared.rpc import BROKER_ERRORS, KeptRpcProxy
 from shared.store import ServiceApplication, store_not_answering
-from shared.topology import consumer_queue, dead_letter_queue
+from shared.topology import consumer_queue, dead_letter_queue, declare_replacing
 
 log = logging.getLogger(__name__)
 
@@ -149,9 +149,14 @@ class Inbox(Entrypoint):
 
         service = self.container.service_name
         with Connection(self.container.config["AMQP_URI"], connect_timeout=5) as conn:
-            channel = conn.channel()
-            dead_letter_queue(service)(channel).declare()
-            self.queue(channel).declare()
+            dead_letter_queue(service)(conn.channel()).declare()
+            if declare_replacing(conn, self.queue):
+                log.warning(
+                    "queue %s had other arguments (an earlier delivery limit?): declared "
+                    "anew; what it held is caught up from %s",
+                    self.queue.name,
+                    self.source,
+                )
 
     @property
     def app(self) -> ServiceApplication:

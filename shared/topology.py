@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from amqp.exceptions import PreconditionFailed
 from kombu import Exchange, Queue
 
 EVENTS_EXCHANGE = "pumpurs.events"
@@ -43,3 +46,20 @@ def dead_letter_queue(service: str) -> Queue:
         auto_delete=False,
         queue_arguments={"x-queue-type": "quorum"},
     )
+
+
+def declare_replacing(connection: Any, queue: Queue) -> bool:
+    """Declare ``queue``; one left with other arguments is deleted and declared anew.
+
+    A queue's arguments cannot change, so without this a changed setting (say
+    ``PUMPURS_DELIVERY_LIMIT``) failed every start with PRECONDITION_FAILED. Only for
+    consumer queues: what they held is in the source's notification log, and the inbox
+    catches it up from there. True when the queue was replaced."""
+    try:
+        queue(connection.channel()).declare()
+        return False
+    except PreconditionFailed:
+        pass  # the broker closed that channel
+    queue(connection.channel()).delete()
+    queue(connection.channel()).declare()
+    return True

@@ -148,6 +148,35 @@ def test_a_service_without_its_broker_is_not_ready_and_says_why(slice_: Any) -> 
     wait_until(lambda: identification.get("/health/ready").status_code == 200, 30, 0.2)
 
 
+def test_a_changed_delivery_limit_takes_effect_and_what_was_queued_still_arrives(
+    system: Any,
+) -> None:
+    queue = "planning.from.identification"
+    identification, planning = system.service("identification"), system.service("planning")
+    teacher = system.token("teacher", school=SCHOOL)
+    pupils = Client(identification.url, teacher)
+    with running(identification, planning):
+        first = register_flagged(pupils)
+        wait_until(lambda: first in at_risk_ids(Client(planning.url, teacher)), timeout=10)
+        planning.stop()
+        queued = register_flagged(pupils)
+        wait_until(lambda: _messages_in(system.broker.uri, queue) == 3, timeout=10)
+        raised = system.service("planning", PUMPURS_DELIVERY_LIMIT="7")
+        with running(raised):
+            later = register_flagged(pupils)
+            plans = Client(raised.url, teacher)
+            wait_until(lambda: at_risk_ids(plans) >= {first, queued, later}, timeout=30)
+    assert system.broker.queue(queue)["arguments"]["x-delivery-limit"] == 7
+    counts = applied_events(system)
+    assert [counts[p] for p in (first, queued, later)] == [3, 3, 3]
+    assert "queue planning.from.identification had other arguments" in raised.log_tail(200)
+
+
+def _messages_in(uri: str, queue: str) -> int:
+    with Connection(uri, connect_timeout=5) as conn:
+        return int(conn.channel().queue_declare(queue, passive=True).message_count)
+
+
 def test_planning_whose_last_commits_were_lost_catches_them_up_from_identification(
     system: Any, slice_: Any
 ) -> None:
