@@ -41,6 +41,9 @@ from shared.inbox import IncomingEvent, inbox
 from shared.service import ServiceBase
 from shared.web import Call, route
 
+# Most of planning's events need nothing of provisioning but their tracking record; the
+# few that do (a plan approved) wait this long (seconds) for company in one transaction.
+MOSTLY_NOT_OURS = 0.05
 READERS = (TEACHER, DIRECTOR, MUNICIPAL_COORDINATOR, NATIONAL_COORDINATOR, AUDITOR)
 BUDGET_SETTERS = (MUNICIPAL_COORDINATOR, NATIONAL_COORDINATOR)
 PROVIDERS = (DIRECTOR, MUNICIPAL_COORDINATOR, NATIONAL_COORDINATOR)
@@ -56,7 +59,7 @@ class ProvisioningService(ServiceBase):
     name = "provisioning"
     app: ProvisioningApplication = EventStore(make_application)
 
-    @inbox("planning", batched=True)
+    @inbox("planning", batched=True, linger=MOSTLY_NOT_OURS)
     def on_planning_events(self, events: list[IncomingEvent]) -> None:
         self.app.apply_planning_events(events)
 

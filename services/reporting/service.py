@@ -26,6 +26,8 @@ from shared.inbox import IncomingEvent, inbox
 from shared.service import ServiceBase
 from shared.web import JSON, Call, route
 
+# Reports are read long after the events: a batch may wait this long (seconds) to grow.
+READERS_CAN_WAIT = 0.2
 REPORT_READERS = (AUDITOR, NATIONAL_COORDINATOR, MUNICIPAL_COORDINATOR, DIRECTOR, TEACHER)
 
 
@@ -40,15 +42,15 @@ class ReportingService(AuditRoutes, ServiceBase):
     gauges = ProgrammeGauges()
     age_desk: AgeDesk = AgeEnquirer()
 
-    @inbox("identification", batched=True)
+    @inbox("identification", batched=True, linger=READERS_CAN_WAIT)
     def on_identification_events(self, events: list[IncomingEvent]) -> None:
         self.app.receive_all(events)
 
-    @inbox("planning", batched=True)
+    @inbox("planning", batched=True, linger=READERS_CAN_WAIT)
     def on_planning_events(self, events: list[IncomingEvent]) -> None:
         self.app.receive_all(events)
 
-    @inbox("provisioning", batched=True)
+    @inbox("provisioning", batched=True, linger=READERS_CAN_WAIT)
     def on_provisioning_events(self, events: list[IncomingEvent]) -> None:
         self.app.receive_all(events)
 

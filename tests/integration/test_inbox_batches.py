@@ -125,6 +125,23 @@ def test_messages_that_waited_for_reporting_are_applied_together_each_once(syste
         assert settled(reporting, total) == {"ok": total, "duplicate": 0}
 
 
+def test_messages_arriving_one_after_another_wait_for_each_other(system: Any) -> None:
+    """Nothing held: reporting lingers for the messages on their way (its readers can
+    wait), so pupils registered one after another share its commits."""
+    identification, reporting = system.service("identification"), system.service("reporting")
+    with running(identification, reporting):
+        teacher = Client(identification.url, system.token("teacher", school=SCHOOL))
+        pupils = 4  # eight commands, each committed and published on its own
+        for _ in range(pupils):
+            register_flagged(teacher)
+        total = pupils * EVENTS_A_PUPIL
+        wait_until(lambda: len(journalled(system)) == total, timeout=10)
+
+        assert journalled(system) == list(range(1, total + 1))
+        assert commits(reporting, total)["commits"] <= pupils
+        assert settled(reporting, total) == {"ok": total, "duplicate": 0}
+
+
 def test_with_a_batch_of_one_each_waiting_message_is_committed_on_its_own(system: Any) -> None:
     identification = system.service("identification")
     reporting = system.service("reporting", PUMPURS_INBOX_BATCH="1")
