@@ -106,10 +106,25 @@ def add_missing_columns(sql: Sql, table: str, columns: Mapping[str, str]) -> Non
 def _run_effects(recorder: Any, cursor: Any, dialect: str, kwargs: Mapping[str, Any]) -> None:
     # Messages the inbox applied together keep a tracking record each, so a replica that
     # applies any one of them again is refused, as it would be for a message on its own.
-    for tracking in kwargs.get("also_tracked") or ():
-        recorder._insert_tracking(cursor, tracking)
+    earlier: Sequence[Tracking] = kwargs.get("also_tracked") or ()
+    if dialect == POSTGRES and len(earlier) > 1:
+        _insert_trackings(cursor, recorder, earlier)  # one round trip, not one each
+    else:
+        for tracking in earlier:
+            recorder._insert_tracking(cursor, tracking)
     for effect in kwargs.get("effects") or ():
         effect(Sql(cursor, dialect))
+
+
+def _insert_trackings(cursor: Any, recorder: Any, trackings: Sequence[Tracking]) -> None:
+    from psycopg.sql import SQL, Identifier
+
+    table = Identifier(recorder.datastore.schema, recorder.tracking_table_name)
+    cursor.execute(
+        SQL("INSERT INTO {} SELECT * FROM unnest(%s::text[], %s::bigint[])").format(table),
+        ([t.application_name for t in trackings], [t.notification_id for t in trackings]),
+        prepare=True,
+    )
 
 
 # -- the audit chain: one link a stored event, written in the events' transaction ---------

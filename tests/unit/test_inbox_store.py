@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,13 +13,15 @@ from services.planning.application import PlanningApplication
 from shared.contracts import Envelope
 from shared.inbox import IncomingEvent
 from shared.store import store_env
+from shared.testing import Stores
 
 PUPIL = "2b8e4b41-7a39-4b55-8d0e-7d3c4e0c9f10"
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Any:
-    application = PlanningApplication(store_env("planning", tmp_path, {}))
+def app(stores: Stores) -> Any:
+    environ = {**os.environ, **stores.env(["planning"])}
+    application = PlanningApplication(store_env("planning", environ["PUMPURS_DATA_DIR"], environ))
     yield application
     application.close()
 
@@ -67,3 +69,28 @@ def test_a_failing_effect_leaves_no_tracking_record(app: Any) -> None:
     with pytest.raises(RuntimeError):
         app.save_tracked(tracking=Tracking("identification", 1), effects=[broken])
     assert app.last_tracked("identification") == 0
+
+
+def test_events_applied_together_keep_a_tracking_record_each(app: Any) -> None:
+    registered = {"school_id": "s1", "grade": 6, "gender": "F"}
+    app.apply_identification_events(
+        [incoming(1, "pupil_registered", registered)]
+        + [incoming(n, "pupil_flagged_at_risk", {"school_id": "s1"}) for n in (2, 3, 4)]
+    )
+    assert app.last_tracked("identification") == 4
+    for n in (1, 2, 3, 4):  # a replica applying any one of them again is refused
+        with pytest.raises(IntegrityError):
+            app.save_tracked(tracking=Tracking("identification", n))
+
+
+def test_a_batch_holding_one_event_applied_already_stores_nothing(app: Any) -> None:
+    registered = {"school_id": "s1", "grade": 6, "gender": "F"}
+    app.save_tracked(tracking=Tracking("identification", 2))  # a replica applied #2
+    with pytest.raises(IntegrityError):
+        app.apply_identification_events(
+            [incoming(1, "pupil_registered", registered)]
+            + [incoming(n, "pupil_flagged_at_risk", {"school_id": "s1"}) for n in (2, 3, 4)]
+        )
+    assert app.query("SELECT pupil_id FROM planning_pupils") == []
+    for n in (1, 3, 4):  # none of the batch's other records was kept
+        app.save_tracked(tracking=Tracking("identification", n))
