@@ -120,30 +120,23 @@ class ReportingApplication(ServiceApplication):
 
     def receive_all(self, events: Sequence[IncomingEvent]) -> None:
         """Journal and project consecutive events of one source in one transaction."""
-        effects = []
-        for n, event in enumerate(events):
-            envelope = event.envelope
-            effects += [self.journal.append(envelope, lock=n == 0), self._projected(envelope)]
-        self.save_tracked(tracking=[event.tracking for event in events], effects=effects)
-
-    def _projected(self, envelope: Envelope) -> Callable[[Sql], None]:
-        occurred_at = envelope.occurred_at.isoformat()
 
         def effect(sql: Sql) -> None:
             state = SqlState(sql, self.models)
-            project(
-                state,
-                envelope.source,
-                envelope.event_type,
-                envelope.aggregate_id,
-                envelope.payload,
-                occurred_at,
-            )
-            if envelope.event_type == "plan_fully_approved" and envelope.source == "planning":
-                enquiry = age_enquiry(state, envelope.aggregate_id)
-                self.enquiries.add(sql, [enquiry] if enquiry else [])
+            for n, event in enumerate(events):
+                self.journal.append(event.envelope, lock=n == 0)(sql)
+                self._project(sql, state, event.envelope)
+            state.flush()
 
-        return effect
+        self.save_tracked(tracking=[event.tracking for event in events], effects=[effect])
+
+    def _project(self, sql: Sql, state: SqlState, envelope: Envelope) -> None:
+        source, event_type = envelope.source, envelope.event_type
+        occurred_at = envelope.occurred_at.isoformat()
+        project(state, source, event_type, envelope.aggregate_id, envelope.payload, occurred_at)
+        if event_type == "plan_fully_approved" and source == "planning":
+            enquiry = age_enquiry(state, envelope.aggregate_id)
+            self.enquiries.add(sql, [enquiry] if enquiry else [])
 
     # -- age enquiries -------------------------------------------------------------------
     def ask_ages(self, ask: AskAges, batch: int = 100) -> int:
@@ -177,6 +170,7 @@ class ReportingApplication(ServiceApplication):
             state = SqlState(sql, self.models)
             now = datetime.now(UTC).isoformat()
             project(state, REPORTING, AGE_BAND_ANSWERED, enquiry[0], payload, now)
+            state.flush()
         return True
 
     def age_enquiries_waiting(self) -> int:

@@ -1,8 +1,8 @@
 """Reporting's read models: the rows of ``domain.py`` as SQL tables, kept two ways.
 
-- One event at a time (the inbox): ``SqlState`` reads the rows an event touches and
-  writes them back, inside the transaction that also appends the journal entry and the
-  tracking record.
+- As events arrive (the inbox): ``SqlState`` reads the rows a batch of events touches
+  and writes them back, inside the transaction that also appends the journal entries and
+  the tracking records.
 - All at once (rebuild, ``as_of`` replays): ``MemoryState`` folds journal entries in
   memory and ``write_all`` inserts the rows in bulk.
 
@@ -241,16 +241,38 @@ class ReadModels:
 
 
 class SqlState:
-    """Rows read and written one at a time inside an open transaction."""
+    """Rows read and written inside an open transaction, written back by ``flush``.
+
+    The events of a batch share one: a row several of them change (a school's counters)
+    is read once and written once. Its own queries (``open_sign``, ``plans_of``) read the
+    tables, so they write back what is pending first."""
 
     def __init__(self, sql: Sql, models: ReadModels) -> None:
         self.sql = sql
         self.models = models
+        self._known: dict[tuple[str, Key], Row | None] = {}
+        self._pending: dict[tuple[str, Key], Row] = {}
+
+    def get(self, name: str, key: Key) -> Row | None:
+        slot = (name, tuple(key))
+        if slot not in self._known:
+            self._known[slot] = self._select(name, key)
+        row = self._known[slot]
+        return None if row is None else list(row)  # a rule may change it before ``put``
+
+    def put(self, name: str, key: Key, row: Row) -> None:
+        slot = (name, tuple(key))
+        self._known[slot] = self._pending[slot] = list(row)
+
+    def flush(self) -> None:
+        for (name, key), row in self._pending.items():
+            self._upsert(name, key, row)
+        self._pending.clear()
 
     def _where(self, table: Table) -> str:
         return " AND ".join(f"{k} = ?" for k in table.keys)
 
-    def get(self, name: str, key: Key) -> Row | None:
+    def _select(self, name: str, key: Key) -> Row | None:
         table = BY_NAME[name]
         row = self.sql.execute(
             f"SELECT {', '.join(table.values)} FROM {self.models[name]} WHERE {self._where(table)}",
@@ -258,7 +280,7 @@ class SqlState:
         ).fetchone()
         return None if row is None else [row[c] for c in table.values]
 
-    def put(self, name: str, key: Key, row: Row) -> None:
+    def _upsert(self, name: str, key: Key, row: Row) -> None:
         table = BY_NAME[name]
         updates = ", ".join(f"{c} = excluded.{c}" for c in table.values)
         self.sql.execute(
@@ -269,6 +291,7 @@ class SqlState:
         )
 
     def open_sign(self, pupil_id: str, group: str, code: str) -> str | None:
+        self.flush()
         row = self.sql.execute(
             f"SELECT observed_on FROM {self.models['signs']} "
             "WHERE pupil_id = ? AND risk_group = ? AND code = ? AND resolved_on IS NULL",
@@ -277,6 +300,7 @@ class SqlState:
         return None if row is None else str(row["observed_on"])
 
     def plans_of(self, pupil_id: str) -> list[tuple[Key, Row]]:
+        self.flush()
         values = BY_NAME["plans"].values
         rows = self.sql.execute(
             f"SELECT plan_id, {', '.join(values)} FROM {self.models['plans']} WHERE pupil_id = ?",

@@ -533,6 +533,30 @@ def test_rebuild_gives_the_same_digest_and_repairs_a_damaged_read_model(
     assert report(app)["indicators"]["result"]["continued"] == 2
 
 
+@pytest.fixture
+def held(app: ReportingApplication, monkeypatch: pytest.MonkeyPatch) -> list[IncomingEvent]:
+    """What the feed sends, held back instead of applied (request it before ``scenario``)."""
+    events: list[IncomingEvent] = []
+    monkeypatch.setattr(app, "receive", events.append)
+    return events
+
+
+def test_a_backlog_applied_in_batches_gives_the_rows_a_rebuild_gives(
+    app: ReportingApplication, held: list[IncomingEvent], scenario: Scenario
+) -> None:
+    """As the inbox applies a backlog: the consecutive events of a source together, up to
+    twenty; among them a sign recorded and resolved, and counters several plans change."""
+    for _, group in itertools.groupby(held, key=lambda event: event.envelope.source):
+        run = list(group)
+        for start in range(0, len(run), 20):
+            app.receive_all(run[start : start + 20])
+    assert app.journal.count(app.query) == len(held) == sum(scenario.feed.last.values())
+    batched = app.digest()
+    assert report(app)["indicators"]["result"]["continued"] == 2
+    rebuilt = app.rebuild()
+    assert rebuilt is not None and rebuilt.digest == batched
+
+
 def test_a_duplicate_changes_nothing(app: ReportingApplication, scenario: Scenario) -> None:
     f = scenario.feed
     event = f.send(
