@@ -106,6 +106,23 @@ else
 fi
 export AMQP_URI
 
+# Each service connects as its own broker user, with only what it needs
+# (shared/brokeraccess.py); without the management API, all share AMQP_URI's user.
+declare -A SERVICE_AMQP=()
+if [[ -n "${PUMPURS_RABBITMQ_API:-}" ]]; then
+	mkdir -p "$STACK"
+	"$PUMPURS" broker-users apply --env-file "$STACK/broker-users.env" >/dev/null
+	# shellcheck disable=SC1091
+	source "$STACK/broker-users.env"
+	for name in "${SERVICES[@]}"; do
+		var="PUMPURS_AMQP_URI_$(tr '[:lower:]' '[:upper:]' <<<"$name")"
+		SERVICE_AMQP[$name]=${!var}
+	done
+	log "each service connects as its own broker user (pumpurs.SERVICE)"
+else
+	log "no PUMPURS_RABBITMQ_API: every service connects as AMQP_URI's user"
+fi
+
 export PUMPURS_DATA_DIR=${PUMPURS_DATA_DIR:-var/data}
 mkdir -p "$PUMPURS_DATA_DIR" "$LOG_DIR"
 
@@ -122,7 +139,8 @@ done
 
 for name in "${SERVICES[@]}"; do
 	# Own session per service: Ctrl-C reaches only this script, which stops them in order.
-	PUMPURS_HTTP_PORT=${PORTS[$name]} setsid "$PUMPURS" serve "$name" >"$LOG_DIR/$name.log" 2>&1 </dev/null &
+	AMQP_URI=${SERVICE_AMQP[$name]:-$AMQP_URI} PUMPURS_HTTP_PORT=${PORTS[$name]} \
+		setsid "$PUMPURS" serve "$name" >"$LOG_DIR/$name.log" 2>&1 </dev/null &
 	PIDS[$name]=$!
 	log "started $name (pid ${PIDS[$name]}, port ${PORTS[$name]}, log $LOG_DIR/$name.log)"
 done

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from shared.brokeraccess import with_credentials
 from shared.ratelimit import rate_limit_config
 
 # Modules that add subcommands of their own: each has ``register(subparsers)``. Imported only
@@ -19,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "shared.audit_cli",
     "services.reporting.cli",
     "services.identification.cli",
+    "shared.brokeraccess",
 )
 
 SERVICES = {
@@ -33,7 +35,9 @@ def nameko_config(service: str, environ: dict[str, str]) -> dict[str, Any]:
     port = int(environ.get("PUMPURS_HTTP_PORT") or SERVICES[service][2])
     host = environ.get("PUMPURS_HTTP_HOST", "0.0.0.0")  # noqa: S104  (containers listen on all)
     return {
-        "AMQP_URI": environ.get("AMQP_URI", "amqp://guest:guest@localhost:5672/"),
+        "AMQP_URI": with_credentials(
+            environ.get("AMQP_URI", "amqp://guest:guest@localhost:5672/"), environ
+        ),
         "WEB_SERVER_ADDRESS": f"{host}:{port}",
         "max_workers": int(environ.get("PUMPURS_MAX_WORKERS", "16")),
         "PUMPURS_DATA_DIR": environ.get("PUMPURS_DATA_DIR", "var/data"),

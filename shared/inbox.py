@@ -145,7 +145,7 @@ class Inbox(Entrypoint):
         self.metrics = metrics_for(self.container)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._rpc = KeptRpcProxy(dict(config), timeout=10)
+        self._rpc = KeptRpcProxy(dict(config), service, timeout=10)
         self._dead_letters: Any = None  # (connection, dead-letter queue), kept between looks
         self._known_head = 0
         self._last: int | None = None  # last applied notification id, see _last_applied

@@ -42,6 +42,15 @@ class SafeRpc(Rpc):
 rpc: Callable[..., Any] = SafeRpc.decorator
 
 
+def caller_proxy(config: dict[str, Any], caller: str, timeout: float) -> ClusterRpcProxy:
+    """nameko's standalone RPC proxy with reply queues named after the calling service
+    (``rpc.reply-CALLER-UUID``) instead of one name for every caller: a service's broker
+    user may read its own replies only (``shared.brokeraccess``)."""
+    proxy = ClusterRpcProxy(config, timeout=timeout)
+    proxy._reply_listener.container.service_name = caller
+    return proxy
+
+
 class KeptRpcProxy:
     """nameko's standalone RPC proxy (it has a timeout, the in-service one has not), opened
     on first use and kept: one opened for every call is a connection, a reply queue and
@@ -52,8 +61,8 @@ class KeptRpcProxy:
     greenthread reading it meanwhile (an inbox's catch-up loop while a message fills a
     gap) failed with eventlet's "second simultaneous read" and broke the connection."""
 
-    def __init__(self, config: dict[str, Any], timeout: float) -> None:
-        self._config, self._timeout = config, timeout
+    def __init__(self, config: dict[str, Any], caller: str, timeout: float) -> None:
+        self._config, self._caller, self._timeout = config, caller, timeout
         self._proxy: ClusterRpcProxy | None = None
         self._services: Any = None
         self._lock = threading.Lock()  # green under the services' monkey patching
@@ -61,7 +70,7 @@ class KeptRpcProxy:
     def call(self, service: str, method: str, **kwargs: Any) -> Any:
         with self._lock:
             if self._services is None:
-                self._proxy = ClusterRpcProxy(self._config, timeout=self._timeout)
+                self._proxy = caller_proxy(self._config, self._caller, self._timeout)
                 self._services = self._proxy.start()
             return getattr(self._services[service], method)(**kwargs)
 

@@ -25,6 +25,7 @@ from urllib.parse import quote
 import requests
 
 from shared.auth import mint_token
+from shared.brokeraccess import ManagementApi, service_uri, user_name
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -59,6 +60,7 @@ class Broker:
     password: str
     base_uri: str
     vhost: str = field(default_factory=lambda: f"t-{uuid.uuid4().hex[:12]}")
+    _service_uris: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def uri(self) -> str:
@@ -80,8 +82,19 @@ class Broker:
             json={"configure": ".*", "write": ".*", "read": ".*"},
         )
 
+    def uri_for(self, service: str) -> str:
+        """The service's own user on this vhost (``shared.brokeraccess``), made on first use."""
+        if service not in self._service_uris:
+            api = ManagementApi(self.api, self.user, self.password)
+            user, password = api.grant(self.vhost, service)
+            self._service_uris[service] = service_uri(self.uri, user, password)
+        return self._service_uris[service]
+
     def delete(self) -> None:
+        api = ManagementApi(self.api, self.user, self.password)
         with contextlib.suppress(requests.RequestException):
+            for service in self._service_uris:
+                api.delete_user(user_name(service, self.vhost))
             self._call("DELETE", f"/api/vhosts/{quote(self.vhost, safe='')}")
 
     def queue(self, name: str) -> dict[str, Any]:
@@ -261,10 +274,19 @@ class Stores:
 class ServiceProcess:
     """One service run by ``pumpurs serve``, exactly as ``make run`` runs it."""
 
-    def __init__(self, name: str, env: Mapping[str, str], log_dir: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        env: Mapping[str, str],
+        log_dir: Path,
+        operator_amqp_uri: str | None = None,
+    ) -> None:
         self.name = name
         self.port = free_port()
         self.env = {**env, "PUMPURS_HTTP_PORT": str(self.port), "PUMPURS_HTTP_HOST": "127.0.0.1"}
+        # What a test calls the service's RPCs with, as an operator: the service's own
+        # broker user may not call them.
+        self.operator_amqp_uri = operator_amqp_uri or self.env["AMQP_URI"]
         self.log_path = log_dir / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 

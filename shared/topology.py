@@ -8,11 +8,17 @@ from amqp.exceptions import PreconditionFailed
 from kombu import Exchange, Queue
 
 EVENTS_EXCHANGE = "pumpurs.events"
-DEAD_LETTER_EXCHANGE = "pumpurs.dead-letters"
 
 
 def dead_letter_queue_name(service: str) -> str:
     return f"{service}.dead-letters"
+
+
+def dead_letter_exchange_name(service: str) -> str:
+    """Each service's own: declaring a queue that dead-letters to an exchange takes the
+    right to publish there, and one shared exchange would let a service park messages in
+    another's dead letters, which an operator may then replay into its inbox."""
+    return f"pumpurs.dead-letters.{service}"
 
 
 def consumer_queue(service: str, source: str, delivery_limit: int) -> Queue:
@@ -25,7 +31,7 @@ def consumer_queue(service: str, source: str, delivery_limit: int) -> Queue:
         queue_arguments={
             "x-queue-type": "quorum",
             "x-delivery-limit": delivery_limit,
-            "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+            "x-dead-letter-exchange": dead_letter_exchange_name(service),
             "x-dead-letter-routing-key": service,
             "x-dead-letter-strategy": "at-least-once",
             "x-overflow": "reject-publish",
@@ -40,7 +46,7 @@ def consumer_queue(service: str, source: str, delivery_limit: int) -> Queue:
 def dead_letter_queue(service: str) -> Queue:
     return Queue(
         dead_letter_queue_name(service),
-        exchange=Exchange(DEAD_LETTER_EXCHANGE, "direct", durable=True),
+        exchange=Exchange(dead_letter_exchange_name(service), "direct", durable=True),
         routing_key=service,
         durable=True,
         auto_delete=False,

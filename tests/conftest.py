@@ -70,7 +70,7 @@ class System:
         return ServiceProcess(
             name,
             {
-                "AMQP_URI": self.broker.uri,
+                "AMQP_URI": self.broker.uri_for(name),
                 "PUMPURS_KEYS_DIR": str(self.keys_dir),
                 "PUMPURS_CATCH_UP_INTERVAL": "1.0",
                 "PUMPURS_LOG_LEVEL": "INFO",
@@ -78,6 +78,7 @@ class System:
                 **env,
             },
             self.log_dir,
+            operator_amqp_uri=self.broker.uri,
         )
 
     def token(self, role: str, sub: str | None = None, **claims: Any) -> str:

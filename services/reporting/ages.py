@@ -75,7 +75,9 @@ class AgeEnquirer(DependencyProvider):
     def setup(self) -> None:
         self.timeout = float(os.environ.get("PUMPURS_AGE_RPC_TIMEOUT", "5"))
         self.failing = False
-        self._rpc = KeptRpcProxy(dict(self.container.config), timeout=self.timeout)
+        self._rpc = KeptRpcProxy(
+            dict(self.container.config), self.container.service_name, timeout=self.timeout
+        )
 
     def age_bands(self, enquiries: list[dict[str, str]]) -> Any:
         """Identification's answer, through a proxy kept from tick to tick (one opened

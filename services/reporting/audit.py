@@ -35,7 +35,7 @@ from shared.auth import (
 from shared.checkpoint import CheckpointLog, sign, signing_key, with_retired
 from shared.errors import UnavailableError
 from shared.eventstore import store_of
-from shared.rpc import BROKER_ERRORS
+from shared.rpc import BROKER_ERRORS, caller_proxy
 from shared.store import ServiceApplication
 from shared.web import Call, relay, route
 
@@ -98,7 +98,8 @@ class AuditDesk:
         self.witness, self.app, self.checkpoints = witness, app, checkpoints
 
     def _rpc(self) -> ClusterRpcProxy:
-        return ClusterRpcProxy(dict(self.witness.container.config), timeout=self.witness.timeout)
+        container = self.witness.container
+        return caller_proxy(dict(container.config), container.service_name, self.witness.timeout)
 
     def verify_all(self) -> dict[str, Any]:
         key = self.witness.key

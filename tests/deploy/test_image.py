@@ -68,11 +68,13 @@ def test_the_entry_command_is_the_one_make_run_uses() -> None:
         )
 
 
-def test_the_migration_jobs_run_pumpurs_migrate_for_each_service() -> None:
+def test_the_jobs_run_pumpurs_migrate_for_each_service_and_set_up_the_broker_users() -> None:
     for overlay in OVERLAYS:
         jobs = of_kind(overlay, "Job")
         args = sorted(tuple(j["spec"]["template"]["spec"]["containers"][0]["args"]) for j in jobs)
-        assert args == [("migrate", name) for name in sorted(SERVICES)]
+        assert args == [("broker-users", "apply")] + [
+            ("migrate", name) for name in sorted(SERVICES)
+        ]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

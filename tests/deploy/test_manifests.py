@@ -7,11 +7,13 @@ import json
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pytest
 import yaml
 
-from shared.cli import SERVICES
+from shared.brokeraccess import apply_users, user_name, vhost_of
+from shared.cli import SERVICES, nameko_config, parser
 from tests.deploy.tools import (
     OVERLAYS,
     SCHEMAS,
@@ -172,11 +174,11 @@ def test_no_secret_value_is_in_git_only_references(overlay: str) -> None:
                 else:
                     assert not re.search(r"PASSWORD|KEY|SECRET|URI", variable["name"]), variable
     assert referenced == {
-        "pumpurs-broker",
+        "pumpurs-rabbitmq-default-user",
         "pumpurs-master-key",
         "pumpurs-jwt",
         "pumpurs-audit-signing-key",
-    } | {f"pumpurs-db-{service}" for service in SERVICES}
+    } | {f"pumpurs-{kind}-{service}" for kind in ("db", "broker") for service in SERVICES}
     (config,) = [
         c
         for c in of_kind(overlay, "ConfigMap")
@@ -239,3 +241,146 @@ def test_broker_and_database_are_replicated_with_a_database_per_service_and_back
     (backup,) = of_kind(overlay, "ScheduledBackup")
     assert backup["spec"]["cluster"]["name"] == cluster["metadata"]["name"]
     assert backup["spec"]["method"] == "plugin"
+
+
+BROKER_USERS_JOB = "pumpurs-broker-users"
+
+
+def pod_environment(overlay: str, container: dict[str, Any]) -> dict[str, str]:
+    """A container's environment as its process sees it; a secret's value stands there as
+    `secret:NAME/KEY`, so that a test can tell which secret a variable comes from."""
+    config_maps = {c["metadata"]["name"]: c["data"] for c in of_kind(overlay, "ConfigMap")}
+    environ: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        environ.update(config_maps[source["configMapRef"]["name"]])
+    for variable in container.get("env", []):
+        ref = variable.get("valueFrom", {}).get("secretKeyRef")
+        environ[variable["name"]] = (
+            f"secret:{ref['name']}/{ref['key']}" if ref else variable["value"]
+        )
+    return environ
+
+
+def secrets_read(pod: dict[str, Any]) -> set[str]:
+    names = {v["secret"]["secretName"] for v in pod.get("volumes", []) if "secret" in v}
+    for container in pod["containers"]:
+        names |= {s["secretRef"]["name"] for s in container.get("envFrom", []) if "secretRef" in s}
+        names |= {
+            v["valueFrom"]["secretKeyRef"]["name"]
+            for v in container.get("env", [])
+            if "secretKeyRef" in v.get("valueFrom", {})
+        }
+    return names
+
+
+def broker_users_job(overlay: str) -> dict[str, Any]:
+    (job,) = [j for j in of_kind(overlay, "Job") if j["metadata"]["name"] == BROKER_USERS_JOB]
+    return job
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_service_connects_to_the_broker_as_its_own_user_with_its_own_password(
+    overlay: str,
+) -> None:
+    (broker,) = of_kind(overlay, "RabbitmqCluster")
+    for deployment in of_kind(overlay, "Deployment"):
+        service = deployment["metadata"]["name"]
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        environ = pod_environment(overlay, container)
+        # A password in the configured URI would be in git, and every service's.
+        configured = urlsplit(environ["AMQP_URI"])
+        assert configured.username is None and configured.password is None, service
+        # What the service connects with once it has added its credentials (shared/cli.py).
+        uri = urlsplit(nameko_config(service, environ)["AMQP_URI"])
+        assert uri.hostname == broker["metadata"]["name"], "the operator's Service"
+        user = unquote(uri.username or "")
+        assert user == user_name(service, vhost_of(environ["AMQP_URI"])) == f"pumpurs.{service}"
+        assert unquote(uri.password or "") == f"secret:pumpurs-broker-{service}/password"
+        # Not another service's password, nor the old shared user's, nor the administrator's.
+        broker_secrets = {
+            s for s in secrets_read(pod) if s.startswith(("pumpurs-broker", "pumpurs-rabbitmq"))
+        }
+        assert broker_secrets == {f"pumpurs-broker-{service}"}, service
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_a_job_gives_each_service_the_broker_user_it_connects_as(overlay: str) -> None:
+    job = broker_users_job(overlay)
+    # README's steps wait for the Jobs labelled so before starting the services, and delete
+    # them on an upgrade so that they run again.
+    assert job["metadata"]["labels"]["app.kubernetes.io/component"] == "migration"
+    assert job["spec"]["backoffLimit"] >= 3, "it retries until the broker answers"
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert parser().parse_args(container["args"]).func is apply_users
+    environ = pod_environment(overlay, container)
+    (cluster,) = of_kind(overlay, "RabbitmqCluster")
+    broker = cluster["metadata"]["name"]
+    assert environ["PUMPURS_RABBITMQ_API"] == f"http://{broker}:15672"
+    # The administrator the Cluster Operator creates, from the secret it writes.
+    assert environ["PUMPURS_RABBITMQ_API_USER"] == f"secret:{broker}-default-user/username"
+    assert environ["PUMPURS_RABBITMQ_API_PASSWORD"] == f"secret:{broker}-default-user/password"
+    deployments = {d["metadata"]["name"]: d for d in of_kind(overlay, "Deployment")}
+    for service in SERVICES:
+        (server,) = deployments[service]["spec"]["template"]["spec"]["containers"]
+        served = pod_environment(overlay, server)
+        password = environ[f"PUMPURS_BROKER_PASSWORD_{service.upper()}"]
+        assert password == served["AMQP_PASSWORD"] == f"secret:pumpurs-broker-{service}/password"
+        # The Job sets up the user the service logs in as, on the vhost it connects to.
+        vhost = vhost_of(environ["AMQP_URI"])
+        assert vhost == vhost_of(served["AMQP_URI"])
+        assert user_name(service, vhost) == served["AMQP_USER"]
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a NetworkPolicy's pod selector takes pods labelled so (Kubernetes' rules)."""
+    if any(labels.get(key) != value for key, value in selector.get("matchLabels", {}).items()):
+        return False
+    holds = {
+        "In": lambda key, values: labels.get(key) in values,
+        "NotIn": lambda key, values: labels.get(key) not in values,
+        "Exists": lambda key, _values: key in labels,
+        "DoesNotExist": lambda key, _values: key not in labels,
+    }
+    return all(
+        holds[e["operator"]](e["key"], e.get("values", []))
+        for e in selector.get("matchExpressions", [])
+    )
+
+
+def admitted_from_the_namespace(policy: dict[str, Any], labels: dict[str, str]) -> list[Any]:
+    """The ports of the policy's ingress rules that let in pods of its namespace so labelled."""
+    return [
+        rule["ports"]
+        for rule in policy["ingress"]
+        for peer in rule["from"]
+        if "namespaceSelector" not in peer and selects(peer["podSelector"], labels)
+    ]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_broker_users_job_reaches_the_management_api_and_nothing_else(overlay: str) -> None:
+    labels = broker_users_job(overlay)["spec"]["template"]["metadata"]["labels"]
+    policies = {p["metadata"]["name"]: p["spec"] for p in of_kind(overlay, "NetworkPolicy")}
+    applying = {name for name, spec in policies.items() if selects(spec["podSelector"], labels)}
+    assert applying == {"default-deny", "allow-dns", BROKER_USERS_JOB}
+    own = policies[BROKER_USERS_JOB]
+    # Nothing connects to it.
+    assert own["policyTypes"] == ["Ingress", "Egress"] and "ingress" not in own
+    rabbitmq = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "pumpurs-rabbitmq"}}}
+    management = [{"port": 15672, "protocol": "TCP"}]
+    assert own["egress"] == [{"to": [rabbitmq], "ports": management}]
+    # The broker's side must let it in too, and there on that port only.
+    assert admitted_from_the_namespace(policies["rabbitmq"], labels) == [management]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_database_migrations_reach_the_database_and_the_broker_users_job_does_not(
+    overlay: str,
+) -> None:
+    policies = {p["metadata"]["name"]: p["spec"] for p in of_kind(overlay, "NetworkPolicy")}
+    for job in of_kind(overlay, "Job"):
+        labels = job["spec"]["template"]["metadata"]["labels"]
+        needs_it = job["metadata"]["name"] != BROKER_USERS_JOB
+        assert selects(policies["pumpurs-migrations"]["podSelector"], labels) is needs_it
+        assert bool(admitted_from_the_namespace(policies["postgres"], labels)) is needs_it

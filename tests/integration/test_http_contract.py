@@ -49,7 +49,7 @@ def teacher(module_system: Any, identification: Any, school: str = SCHOOL) -> Cl
 def head(identification: Any) -> int:
     from nameko.standalone.rpc import ClusterRpcProxy
 
-    with ClusterRpcProxy({"AMQP_URI": identification.env["AMQP_URI"]}, timeout=10) as rpc:
+    with ClusterRpcProxy({"AMQP_URI": identification.operator_amqp_uri}, timeout=10) as rpc:
         return int(rpc.identification.notifications(after=0, limit=1)["head"])
 
 

@@ -39,7 +39,7 @@ def journal(*rows: str, header: str = HEADER) -> bytes:
 
 
 def head(service: ServiceProcess) -> int:
-    with ClusterRpcProxy({"AMQP_URI": service.env["AMQP_URI"]}, timeout=10) as rpc:
+    with ClusterRpcProxy({"AMQP_URI": service.operator_amqp_uri}, timeout=10) as rpc:
         return int(rpc.identification.notifications(after=0, limit=1)["head"])
 
 

@@ -52,7 +52,7 @@ def ok(answer: Any, status: int = 200) -> dict[str, Any]:
 
 
 def head(service: ServiceProcess) -> int:
-    with ClusterRpcProxy({"AMQP_URI": service.env["AMQP_URI"]}, timeout=10) as rpc:
+    with ClusterRpcProxy({"AMQP_URI": service.operator_amqp_uri}, timeout=10) as rpc:
         return int(rpc.identification.notifications(after=0, limit=1)["head"])
 
 

@@ -19,7 +19,7 @@ def test_calls_made_at_once_each_get_their_own_answer(system: Any) -> None:
             heads.append(int(answer["head"]))
 
     with running(system.service("identification")):
-        proxy = KeptRpcProxy({"AMQP_URI": system.broker.uri}, 10)
+        proxy = KeptRpcProxy({"AMQP_URI": system.broker.uri}, "tests", 10)
         # Daemon threads, joined with a deadline: calls that tangle fail the test, not hang it.
         callers = [threading.Thread(target=ask, args=(proxy,), daemon=True) for _ in range(4)]
         for caller in callers:

@@ -214,7 +214,7 @@ def _publish(uri: str, body: bytes, routing_key: str) -> None:
 def _last_envelope(identification: ServiceProcess) -> dict[str, Any]:
     from nameko.standalone.rpc import ClusterRpcProxy
 
-    with ClusterRpcProxy({"AMQP_URI": identification.env["AMQP_URI"]}, timeout=10) as rpc:
+    with ClusterRpcProxy({"AMQP_URI": identification.operator_amqp_uri}, timeout=10) as rpc:
         answer = rpc.identification.notifications(after=0, limit=1000)
     return dict(answer["events"][-1])
 

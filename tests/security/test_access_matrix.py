@@ -271,7 +271,7 @@ def scenario(module_system: Any) -> Iterator[Scenario]:
 
 
 def rpc_proxy(services: dict[str, Any]) -> Any:
-    amqp = next(iter(services.values())).env["AMQP_URI"]
+    amqp = next(iter(services.values())).operator_amqp_uri
     return ClusterRpcProxy({"AMQP_URI": amqp}, timeout=15)
 
 

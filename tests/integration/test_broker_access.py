@@ -1,0 +1,112 @@
+"""Each service's own broker user may do what the service does and nothing more.
+
+Every other integration test runs the services under these users, which shows that what
+they need is allowed; these show that what would let one service pose as another, or read
+what is not its business, is refused by the broker itself."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import amqp
+import pytest
+from kombu import Connection, Exchange, Queue
+
+from shared.rpc import caller_proxy
+from shared.testing import Client, running, wait_until
+from shared.topology import EVENTS_EXCHANGE
+from tests.integration.test_slice import SCHOOL, at_risk_ids, register_flagged
+
+AUDITOR = {"sub": "someone", "role": "auditor"}
+
+
+@pytest.fixture
+def planning(system: Any) -> Any:
+    with running(system.service("identification"), system.service("planning")) as procs:
+        yield procs
+
+
+def publish_event(uri: str, routing_key: str) -> None:
+    with Connection(uri, connect_timeout=5) as conn:
+        conn.connect()
+        channel = conn.connection.channel()
+        channel.confirm_select()
+        message = amqp.Message(b"{}", content_type="application/json", delivery_mode=2)
+        channel.basic_publish_confirm(message, EVENTS_EXCHANGE, routing_key)
+
+
+def bind_to_events(uri: str, queue: str, binding_key: str) -> None:
+    events = Exchange(EVENTS_EXCHANGE, "topic", durable=True)
+    with Connection(uri, connect_timeout=5) as conn:
+        Queue(queue, exchange=events, routing_key=binding_key, durable=True)(
+            conn.channel()
+        ).declare()
+
+
+def plan_history(uri: str, caller: str) -> dict[str, Any]:
+    with caller_proxy({"AMQP_URI": uri}, caller, timeout=10) as rpc:
+        return dict(rpc.planning.audit_plan_history(str(uuid.uuid4()), AUDITOR))
+
+
+def test_a_service_cannot_publish_events_in_another_services_name(system: Any) -> None:
+    with Connection(system.broker.uri, connect_timeout=5) as conn:  # as a relay would
+        Exchange(EVENTS_EXCHANGE, "topic", durable=True)(conn.channel()).declare()
+    with pytest.raises(amqp.exceptions.AccessRefused):
+        publish_event(system.broker.uri_for("planning"), "identification.pupil_flagged_at_risk")
+    with pytest.raises(amqp.exceptions.AccessRefused):
+        publish_event(system.broker.uri_for("reporting"), "planning.plan_fully_approved")
+
+
+def test_a_service_cannot_subscribe_to_events_it_does_not_consume(system: Any) -> None:
+    # Provisioning consumes planning's events only; identification consumes none.
+    with pytest.raises(amqp.exceptions.AccessRefused):
+        bind_to_events(
+            system.broker.uri_for("provisioning"),
+            "provisioning.from.identification",
+            "identification.#",
+        )
+    with pytest.raises(amqp.exceptions.AccessRefused):
+        bind_to_events(
+            system.broker.uri_for("identification"), "identification.from.planning", "planning.#"
+        )
+    with pytest.raises(amqp.exceptions.AccessRefused):  # nor under another service's name
+        bind_to_events(
+            system.broker.uri_for("provisioning"), "planning.from.provisioning", "planning.#"
+        )
+
+
+def test_only_reporting_may_ask_planning_for_a_plans_history(system: Any, planning: Any) -> None:
+    """The RPC answers for the principal the caller names, so the broker must keep the
+    other services (and anyone holding their credentials) from calling it."""
+    answer = plan_history(system.broker.uri_for("reporting"), "reporting")
+    assert answer["status"] == 404  # asked and answered: no such plan
+    for caller in ("identification", "provisioning"):
+        with pytest.raises(amqp.exceptions.AccessRefused):
+            plan_history(system.broker.uri_for(caller), caller)
+
+
+def test_a_service_under_its_own_user_replaces_a_queue_of_the_old_topology(system: Any) -> None:
+    """An upgrade from when the services shared one dead-letter exchange: a queue's
+    arguments cannot change, so planning, as its own user, deletes the old consumer queue,
+    declares its own and catches up from identification's log what the old one held."""
+    old = Queue(
+        "planning.from.identification",
+        exchange=Exchange(EVENTS_EXCHANGE, "topic", durable=True),
+        routing_key="identification.#",
+        durable=True,
+        queue_arguments={
+            "x-queue-type": "quorum",
+            "x-dead-letter-exchange": "pumpurs.dead-letters",
+        },
+    )
+    with Connection(system.broker.uri, connect_timeout=5) as conn:
+        old(conn.channel()).declare()
+    teacher = system.token("teacher", school=SCHOOL)
+    identification, planning = system.service("identification"), system.service("planning")
+    with running(identification):
+        queued = register_flagged(Client(identification.url, teacher))
+        with running(planning):
+            wait_until(lambda: queued in at_risk_ids(Client(planning.url, teacher)), timeout=30)
+    arguments = system.broker.queue("planning.from.identification")["arguments"]
+    assert arguments["x-dead-letter-exchange"] == "pumpurs.dead-letters.planning"
