@@ -104,14 +104,24 @@ def token(args: argparse.Namespace) -> int:
 
 
 def dead_letters(args: argparse.Namespace) -> int:
+    from amqp.exceptions import AccessRefused
+
     from shared.deadletters import list_dead_letters, replay_dead_letters
 
     uri = os.environ.get("AMQP_URI", "amqp://guest:guest@localhost:5672/")
-    if args.action == "list":
-        for row in list_dead_letters(uri, args.service):
-            print(json.dumps(row, ensure_ascii=False))
-        return 0
-    replayed = replay_dead_letters(uri, args.service, limit=args.limit)
+    try:
+        if args.action == "list":
+            for row in list_dead_letters(uri, args.service):
+                print(json.dumps(row, ensure_ascii=False))
+            return 0
+        replayed = replay_dead_letters(uri, args.service, limit=args.limit)
+    except AccessRefused as exc:
+        # A service's own user (a pod's AMQP_USER) may not publish into queues: what was
+        # taken for the replay went back to the dead letters with the closed connection.
+        raise RuntimeError(
+            f"the broker refused ({exc.reply_text}); dead letters need a broker"
+            " administrator's user in AMQP_URI, nothing was replayed"
+        ) from None
     print(f"replayed {replayed} dead letter(s) of {args.service}")
     return 0
 

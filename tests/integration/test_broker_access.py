@@ -110,3 +110,31 @@ def test_a_service_under_its_own_user_replaces_a_queue_of_the_old_topology(syste
             wait_until(lambda: queued in at_risk_ids(Client(planning.url, teacher)), timeout=30)
     arguments = system.broker.queue("planning.from.identification")["arguments"]
     assert arguments["x-dead-letter-exchange"] == "pumpurs.dead-letters.planning"
+
+
+def test_replaying_dead_letters_as_a_services_user_says_why_and_keeps_them_parked(
+    system: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A pod's own broker user may list its dead letters but not publish into queues."""
+    from shared.cli import main
+    from shared.deadletters import list_dead_letters
+    from shared.topology import dead_letter_queue
+
+    parked = amqp.Message(
+        b'{"source": "identification", "notification_id": 7}',
+        delivery_mode=2,
+        application_headers={"x-death": [{"queue": "planning.from.identification"}]},
+    )
+    with Connection(system.broker.uri, connect_timeout=5) as conn:
+        dead_letter_queue("planning")(conn.channel()).declare()
+        conn.connect()
+        channel = conn.connection.channel()
+        channel.confirm_select()
+        channel.basic_publish_confirm(parked, "", "planning.dead-letters")
+    monkeypatch.setenv("AMQP_URI", system.broker.uri_for("planning"))
+    assert main(["dead-letters", "replay", "--service", "planning"]) == 2
+    error = capsys.readouterr().err
+    assert "administrator's user" in error and "nothing was replayed" in error
+    assert "amqp://" not in error  # the URI holds the password
+    rows = list_dead_letters(system.broker.uri, "planning")
+    assert [row["notification_id"] for row in rows] == [7]
