@@ -52,7 +52,10 @@ def nameko_config(service: str, environ: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def serve(args: argparse.Namespace) -> int:
+def patch_eventlet_in() -> None:
+    """Before anything that holds sockets or locks is imported: a kombu or amqp loaded
+    unpatched (by a command module the parser imported) left a consumer that never
+    reconnected after a broker restart, in about half the fault-suite runs."""
     # psycopg must wait cooperatively under eventlet; set before it is imported.
     os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_select")
     import warnings
@@ -61,6 +64,9 @@ def serve(args: argparse.Namespace) -> int:
     import eventlet
 
     eventlet.monkey_patch()
+
+
+def serve(args: argparse.Namespace) -> int:
     import importlib
 
     from nameko.cli.run import run
@@ -156,6 +162,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:
+        patch_eventlet_in()  # first, before the parser imports the command modules
     args = parser().parse_args(argv)
     try:
         return int(args.func(args))
