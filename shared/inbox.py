@@ -163,8 +163,8 @@ class Inbox(Entrypoint):
             dead_letter_queue(service)(conn.channel()).declare()
             if declare_replacing(conn, self.queue):
                 log.warning(
-                    "queue %s had other arguments (an earlier delivery limit?): declared "
-                    "anew; what it held is caught up from %s",
+                    "queue %s had other arguments (an earlier delivery limit or dead-letter"
+                    " exchange): declared anew; what it held is caught up from %s",
                     self.queue.name,
                     self.source,
                 )
