@@ -23,6 +23,7 @@ import sqlite3
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,36 +41,51 @@ from shared.testing import (
 TABLE = "planning_pupils"
 
 
-class Watcher(threading.Thread):
-    """Notes when each pending pupil's read-model row turns at_risk = 1."""
+@dataclass(frozen=True)
+class Sight:
+    """What a watcher looks for: rows of a service's read model, by key, that meet a
+    condition (trusted SQL, no parameters)."""
 
-    def __init__(self, stores: Stores, poll: float) -> None:
+    service: str
+    table: str
+    key: str
+    condition: str
+
+
+PUPIL_AT_RISK = Sight("planning", TABLE, "pupil_id", "at_risk = 1")
+
+
+class Watcher(threading.Thread):
+    """Notes when each pending key's read-model row is seen (by default, a pupil's row in
+    planning turning at_risk = 1)."""
+
+    def __init__(self, stores: Stores, poll: float, sight: Sight = PUPIL_AT_RISK) -> None:
         super().__init__(daemon=True)
-        self.stores, self.poll = stores, poll
+        self.stores, self.poll, self.sight = stores, poll, sight
         self.pending: dict[str, float] = {}
         self.seen: dict[str, float] = {}
         self.lock = threading.Lock()
-        self.changed = threading.Condition(self.lock)  # notified when pupils are seen
+        self.changed = threading.Condition(self.lock)  # notified when rows are seen
         self.stopping = threading.Event()
         self.polls = 0
         self.error: BaseException | None = None
 
-    def expect(self, pupil_id: str) -> None:
+    def expect(self, key: str) -> None:
         with self.lock:
-            self.pending[pupil_id] = 0.0
+            self.pending[key] = 0.0
 
-    def wait_seen(self, pupil_id: str, timeout: float) -> bool:
-        """Block until the pupil's row is seen (True) or ``timeout`` passes (False)."""
+    def wait_seen(self, key: str, timeout: float) -> bool:
+        """Block until the key's row is seen (True) or ``timeout`` passes (False)."""
         with self.changed:
-            return self.changed.wait_for(lambda: pupil_id in self.seen, timeout)
+            return self.changed.wait_for(lambda: key in self.seen, timeout)
 
     def _connect(self) -> Any:
         if self.stores.kind == "postgres":
             import psycopg
 
-            conninfo = postgres_conninfo(os.environ, self.stores.database("planning"))
+            conninfo = postgres_conninfo(os.environ, self.stores.database(self.sight.service))
             return psycopg.connect(conninfo, autocommit=True)
-        path = self.stores.data_dir / "planning.sqlite"
+        path = self.stores.data_dir / f"{self.sight.service}.sqlite"
         return sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
 
     def run(self) -> None:
@@ -86,18 +102,19 @@ class Watcher(threading.Thread):
                 with self.lock:
                     ids = list(self.pending)
                 if ids:
+                    sight = self.sight
                     sql = (
-                        f"SELECT pupil_id FROM {TABLE} WHERE at_risk = 1 AND pupil_id IN "
-                        f"({','.join([mark] * len(ids))})"
+                        f"SELECT DISTINCT {sight.key} FROM {sight.table} WHERE "
+                        f"{sight.condition} AND {sight.key} IN ({','.join([mark] * len(ids))})"
                     )
                     rows = conn.execute(sql, ids).fetchall()
                     now = time.perf_counter()
                     self.polls += 1
                     if rows:
                         with self.changed:
-                            for (pupil_id,) in rows:
-                                if self.pending.pop(pupil_id, None) is not None:
-                                    self.seen[pupil_id] = now
+                            for (key,) in rows:
+                                if self.pending.pop(key, None) is not None:
+                                    self.seen[key] = now
                             self.changed.notify_all()
                 time.sleep(self.poll)
         finally:
