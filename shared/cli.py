@@ -67,6 +67,7 @@ def patch_eventlet_in() -> None:
 
 
 def serve(args: argparse.Namespace) -> int:
+    patch_eventlet_in()  # main() did it already; this keeps serve safe to call on its own
     import importlib
 
     from nameko.cli.run import run
