@@ -48,6 +48,7 @@ def nameko_config(service: str, environ: dict[str, str]) -> dict[str, Any]:
         "CATCH_UP_INTERVAL": float(environ.get("PUMPURS_CATCH_UP_INTERVAL", "5.0")),
         "INBOX_BATCH": int(environ.get("PUMPURS_INBOX_BATCH", "20")),
         "HEARTBEAT": 30,
+        "SERVICE_CONTAINER_CLS": "shared.container.Container",
         **rate_limit_config(environ),
     }
 

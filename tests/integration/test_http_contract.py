@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+import requests
 
+from chaos.faults import proxied
+from chaos.proxy import Proxy
 from services.identification.personal_code import check_digit
-from shared.testing import Client, running
+from shared.testing import Client, running, wait_until
 
 SCHOOL = "daugavpils-10-vsk"
 NEW_PUPIL = {
@@ -165,6 +169,34 @@ def test_sigterm_stops_an_idle_service_promptly(own_identification: Any) -> None
     started = time.monotonic()
     assert own_identification.stop(timeout=15) is not None
     assert time.monotonic() - started < 10
+
+
+def test_sigterm_while_starting_stops_the_service_in_order(system: Any) -> None:
+    """A rollout may stop a pod in its first seconds. A broker that answers slowly keeps
+    the service's consumers connecting while its web server already answers."""
+    upstream = urlsplit(system.broker.base_uri)
+    proxy = Proxy((upstream.hostname or "127.0.0.1", upstream.port or 5672)).start()
+    try:
+        proxy.delay(0.15)
+        service = system.service(
+            "identification", AMQP_URI=proxied(system.broker.uri_for("identification"), proxy.port)
+        )
+        service.start(wait=False)
+        client = Client(service.url, None)
+        wait_until(lambda: answers(client, "/health/live"), timeout=30)
+        assert service.stop(timeout=30) == 0
+    finally:
+        proxy.stop()
+    log = service.log_path.read_text()
+    assert "Traceback" not in log and "CRITICAL" not in log, service.log_tail()
+    assert "stopping once it has started" in log
+
+
+def answers(client: Client, path: str) -> bool:
+    try:
+        return client.get(path).status_code == 200
+    except requests.RequestException:
+        return False
 
 
 def test_a_retried_create_with_the_same_idempotency_key_creates_once(
