@@ -7,8 +7,9 @@ and two things go wrong when SIGTERM comes during those first seconds:
   forgotten (nameko's ``QueueConsumer.unregister_provider``). If the connection becomes
   ready before the queue consumer itself is stopped, the consumer thread waits for
   that entrypoint to leave and never ends: the process ignores SIGTERM until it is
-  killed. Seen in CI on a just-ready identification, about once in twenty stops on a
-  busy machine;
+  killed. CI saw it on a just-ready identification (readiness does not wait for the
+  RPC consumer); holding the entrypoint's stop until the connection was ready hung
+  two stops in three;
 - otherwise the starting consumer is killed, and nameko logs the kill as a CRITICAL
   error with a traceback, for what was an ordinary stop.
 
