@@ -6,8 +6,9 @@ among them those that answer with a plan's full history for the principal the ca
 names. Each service therefore gets its own user on the vhost, allowed to:
 
 - declare, bind and consume its own queues (``SERVICE.from.SOURCE``, its dead letters, its
-  RPC queue and its RPC reply queues), its own dead-letter exchange, and the shared
-  exchanges;
+  RPC queue and its RPC reply queues) and its own dead-letter exchange; only bind to and
+  publish on the shared exchanges, which the administrator declares here (a right to
+  declare one is a right to delete it, and with it every binding of every service);
 - publish on the events exchange only under its own name (``SERVICE.*`` routing keys),
   and bind only to the events of the sources it consumes;
 - send only the RPCs it makes (``CALLS``), and replies to RPCs it serves.
@@ -31,7 +32,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-RPC_EXCHANGE = "nameko-rpc"  # nameko's default, which the services keep
 SERVICES = ("identification", "planning", "provisioning", "reporting")
 
 # The sources whose events each service consumes (its @inbox entrypoints).
@@ -91,7 +91,7 @@ def grant_for(service: str) -> Grant:
         raise ValueError(f"unknown service {service!r}")
     # Not at the top: pumpurs imports this module to build its command line, before
     # `serve` patches eventlet in, and shared.topology brings kombu and amqp.
-    from shared.topology import EVENTS_EXCHANGE, dead_letter_exchange_name
+    from shared.topology import EVENTS_EXCHANGE, RPC_EXCHANGE, dead_letter_exchange_name
 
     s = re.escape(service)
     own_queues = (
@@ -106,7 +106,7 @@ def grant_for(service: str) -> Grant:
     events_read = _any_of(*(rf"{re.escape(source)}\.#" for source in sources)) if sources else "^$"
     calls = tuple(re.escape(call) for call in CALLS[service])
     return Grant(
-        configure=_any_of(*exchanges, *own_queues),
+        configure=_any_of(dead_letters, *own_queues),
         # Publishing needs write on the exchange; binding, write on the queue; declaring a
         # queue that dead-letters, write on its dead-letter exchange.
         write=_any_of(*exchanges, *own_queues),
@@ -170,9 +170,19 @@ class ManagementApi:
 
         requests.delete(f"{self.url}/api/users/{quote(user, safe='')}", auth=self.auth, timeout=30)
 
+    def declare_shared_exchanges(self, vhost: str) -> None:
+        """The exchanges every service binds to and publishes on, which none may declare."""
+        from shared.topology import SHARED_EXCHANGES
+
+        v = quote(vhost, safe="")
+        for name in SHARED_EXCHANGES:
+            body = {"type": "topic", "durable": True, "auto_delete": False}
+            self._put(f"/api/exchanges/{v}/{quote(name, safe='')}", body)
+
     def grant(self, vhost: str, service: str, password: str | None = None) -> tuple[str, str]:
-        """Create (or reset) the service's user on the vhost with its grant; its user name
-        and password."""
+        """Create (or reset) the service's user on the vhost with its grant, after the
+        shared exchanges it may not declare itself; its user name and password."""
+        self.declare_shared_exchanges(vhost)
         user = user_name(service, vhost)
         password = password or secrets.token_urlsafe(24)
         u, v = quote(user, safe=""), quote(vhost, safe="")

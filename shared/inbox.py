@@ -37,7 +37,12 @@ from shared.eventstore import store_of
 from shared.metrics import metrics_for
 from shared.rpc import BROKER_ERRORS, KeptRpcProxy
 from shared.store import ServiceApplication, store_not_answering
-from shared.topology import consumer_queue, dead_letter_queue, declare_replacing
+from shared.topology import (
+    check_shared_exchanges,
+    consumer_queue,
+    dead_letter_queue,
+    declare_replacing,
+)
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +165,7 @@ class Inbox(Entrypoint):
 
         service = self.container.service_name
         with Connection(self.container.config["AMQP_URI"], connect_timeout=5) as conn:
+            check_shared_exchanges(conn)
             dead_letter_queue(service)(conn.channel()).declare()
             if declare_replacing(conn, self.queue):
                 log.warning(

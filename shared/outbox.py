@@ -27,7 +27,7 @@ from shared.frames import Outgoing, publish_frames
 from shared.lease import AlwaysHeld, Lease, saved_channel
 from shared.metrics import Metrics
 from shared.store import POSTGRES, ServiceApplication
-from shared.topology import EVENTS_EXCHANGE
+from shared.topology import EVENTS_EXCHANGE, check_shared_exchanges
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +84,6 @@ def outgoing(envelope: Envelope) -> Outgoing:
     )
 
 
-def declare_events_exchange(channel: Any) -> None:
-    channel.exchange_declare(EVENTS_EXCHANGE, "topic", durable=True, auto_delete=False)
-
-
 class ConfirmingPublisher:
     """Publishes batches on one channel in confirm mode and waits for all confirms once."""
 
@@ -111,8 +107,8 @@ class ConfirmingPublisher:
             return
         connection = Connection(self._uri, heartbeat=20, connect_timeout=5)
         connection.connect()
+        check_shared_exchanges(connection)
         channel = connection.connection.channel()
-        declare_events_exchange(channel)
         channel.events["basic_ack"].add(self._on_ack)
         channel.events["basic_nack"].add(self._on_nack)
         channel.confirm_select()

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import amqp
 import kombu.exceptions
-from nameko.rpc import Rpc
-from nameko.standalone.rpc import ClusterRpcProxy
+from kombu import Connection, Queue
+from nameko.rpc import RPC_REPLY_QUEUE_TEMPLATE, RPC_REPLY_QUEUE_TTL, Rpc, RpcConsumer
+from nameko.standalone.rpc import ClusterRpcProxy, SingleThreadedReplyListener
+
+from shared.topology import RPC_EXCHANGE, check_shared_exchanges, shared_exchange
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +31,20 @@ BROKER_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+class _RpcConsumer(RpcConsumer):
+    """nameko's, bound to the RPC exchange without declaring it: a service's broker user
+    may not (``shared.topology.SHARED_EXCHANGES``). It checks that the exchange exists."""
+
+    def setup(self) -> None:
+        with Connection(self.container.config["AMQP_URI"], connect_timeout=5) as connection:
+            check_shared_exchanges(connection)
+        super().setup()
+        self.queue.exchange = shared_exchange(RPC_EXCHANGE)
+
+
 class SafeRpc(Rpc):
+    rpc_consumer = _RpcConsumer()
+
     def handle_result(self, message: Any, worker_ctx: Any, result: Any, exc_info: Any) -> Any:
         try:
             return super().handle_result(message, worker_ctx, result, exc_info)
@@ -42,13 +60,32 @@ class SafeRpc(Rpc):
 rpc: Callable[..., Any] = SafeRpc.decorator
 
 
+class _CallerReplyListener(SingleThreadedReplyListener):
+    """nameko's, with its reply queue named after the calling service
+    (``rpc.reply-CALLER-UUID``) instead of one name for every caller, since a service's
+    broker user may read its own replies only (``shared.brokeraccess``); and bound to the
+    RPC exchange without declaring it."""
+
+    def __init__(self, caller: str, timeout: float | None = None) -> None:
+        super().__init__(timeout=timeout)
+        self.caller = caller
+
+    def setup(self) -> None:
+        self.routing_key = str(uuid.uuid4())
+        self.queue = Queue(
+            RPC_REPLY_QUEUE_TEMPLATE.format(self.caller, self.routing_key),
+            exchange=shared_exchange(RPC_EXCHANGE),
+            routing_key=self.routing_key,
+            queue_arguments={"x-expires": RPC_REPLY_QUEUE_TTL},
+        )
+        self.queue_consumer.register_provider(self)
+
+
 def caller_proxy(config: dict[str, Any], caller: str, timeout: float) -> ClusterRpcProxy:
-    """nameko's standalone RPC proxy with reply queues named after the calling service
-    (``rpc.reply-CALLER-UUID``) instead of one name for every caller: a service's broker
-    user may read its own replies only (``shared.brokeraccess``)."""
-    proxy = ClusterRpcProxy(config, timeout=timeout)
-    proxy._reply_listener.container.service_name = caller
-    return proxy
+    """nameko's standalone RPC proxy, with the caller's own reply queues."""
+    return ClusterRpcProxy(
+        config, timeout=timeout, reply_listener_cls=partial(_CallerReplyListener, caller)
+    )
 
 
 class KeptRpcProxy:

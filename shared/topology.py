@@ -4,10 +4,46 @@ from __future__ import annotations
 
 from typing import Any
 
-from amqp.exceptions import PreconditionFailed
+from amqp.exceptions import AccessRefused, NotFound, PreconditionFailed
 from kombu import Exchange, Queue
 
 EVENTS_EXCHANGE = "pumpurs.events"
+RPC_EXCHANGE = "nameko-rpc"  # nameko's default, which the services keep
+# Declared by an administrator (``pumpurs broker-users apply``), never by a service: a
+# user that may declare an exchange may also delete it (RabbitMQ's configure right), and
+# deleting one of these would cut every service off.
+SHARED_EXCHANGES = (EVENTS_EXCHANGE, RPC_EXCHANGE)
+
+
+def shared_exchange(name: str) -> Exchange:
+    """A shared exchange as the services bind to it and publish on it, never declaring it."""
+    return Exchange(name, "topic", durable=True, no_declare=True)
+
+
+def declare_shared_exchange(channel: Any, name: str) -> None:
+    channel.exchange_declare(name, "topic", durable=True, auto_delete=False)
+
+
+def check_shared_exchanges(connection: Any) -> None:
+    """Make sure the shared exchanges exist, with passive declares (which need no right).
+
+    Where nobody declared them (a broker used with an administrator's user, as the
+    benchmarks use theirs), declare them: that user may. A service's own user may not,
+    and is told what to run instead."""
+    for name in SHARED_EXCHANGES:
+        try:
+            with connection.channel() as channel:
+                channel.exchange_declare(name, "topic", passive=True)
+        except NotFound:  # the broker closed that channel
+            try:
+                with connection.channel() as channel:
+                    declare_shared_exchange(channel, name)
+            except AccessRefused:
+                raise RuntimeError(
+                    f"the broker has no exchange {name}, and this service's user may not"
+                    " declare it: run `pumpurs broker-users apply` as the broker's"
+                    " administrator"
+                ) from None
 
 
 def dead_letter_queue_name(service: str) -> str:
@@ -24,7 +60,7 @@ def dead_letter_exchange_name(service: str) -> str:
 def consumer_queue(service: str, source: str, delivery_limit: int) -> Queue:
     return Queue(
         f"{service}.from.{source}",
-        exchange=Exchange(EVENTS_EXCHANGE, "topic", durable=True),
+        exchange=shared_exchange(EVENTS_EXCHANGE),
         routing_key=f"{source}.#",
         durable=True,
         auto_delete=False,

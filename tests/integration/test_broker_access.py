@@ -15,7 +15,8 @@ from kombu import Connection, Exchange, Queue
 
 from shared.rpc import caller_proxy
 from shared.testing import Client, running, wait_until
-from shared.topology import EVENTS_EXCHANGE
+from shared.brokeraccess import SERVICES
+from shared.topology import EVENTS_EXCHANGE, RPC_EXCHANGE, SHARED_EXCHANGES
 from tests.integration.test_slice import SCHOOL, at_risk_ids, register_flagged
 
 AUDITOR = {"sub": "someone", "role": "auditor"}
@@ -84,6 +85,38 @@ def test_only_reporting_may_ask_planning_for_a_plans_history(system: Any, planni
     for caller in ("identification", "provisioning"):
         with pytest.raises(amqp.exceptions.AccessRefused):
             plan_history(system.broker.uri_for(caller), caller)
+
+
+def test_no_service_may_delete_or_redeclare_the_shared_exchanges(
+    system: Any, planning: Any
+) -> None:
+    """A user that may declare an exchange may delete it, and every service's bindings with
+    it. The services run under their users all the same (the fixture), and events flow."""
+    for service in SERVICES:
+        uri = system.broker.uri_for(service)
+        for name in SHARED_EXCHANGES:
+            with Connection(uri, connect_timeout=5) as conn:
+                with pytest.raises(amqp.exceptions.AccessRefused):
+                    conn.channel().exchange_delete(name)
+                with pytest.raises(amqp.exceptions.AccessRefused):
+                    conn.channel().exchange_declare(name, "topic", durable=True)
+    teacher = system.token("teacher", school=SCHOOL)
+    identification, planning_ = planning
+    flagged = register_flagged(Client(identification.url, teacher))
+    wait_until(lambda: flagged in at_risk_ids(Client(planning_.url, teacher)), timeout=30)
+
+
+def test_a_service_without_its_exchanges_says_who_must_declare_them(system: Any) -> None:
+    """A vhost the broker-users step never saw: a service's user cannot start there."""
+    system.broker.uri_for("identification")  # its user, and the shared exchanges
+    with Connection(system.broker.uri, connect_timeout=5) as conn:
+        conn.channel().exchange_delete(RPC_EXCHANGE)
+    identification = system.service("identification").start(wait=False)
+    try:
+        wait_until(lambda: identification.proc.poll() is not None, timeout=60)
+    finally:
+        identification.kill()
+    assert "run `pumpurs broker-users apply`" in identification.log_tail(200)
 
 
 def test_a_service_under_its_own_user_replaces_a_queue_of_the_old_topology(system: Any) -> None:
