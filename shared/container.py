@@ -17,6 +17,10 @@ A rollout, a scale-down or Ctrl-C in ``make run`` may come at any time, so the s
 waits for the start (a few seconds at most, normally), then stops everything in order.
 A start that cannot finish (say the broker does not answer) is not waited for longer
 than ``START_WAIT_SECONDS``: the stop then goes on as nameko's would.
+
+Once everything has stopped, the container closes its event store, which nameko knows
+nothing of: left to the interpreter's exit, PostgreSQL's connection pool was closed
+while eventlet was being torn down, and every stop ended in a traceback.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from typing import Any
 import eventlet
 from eventlet.event import Event
 from nameko.containers import ServiceContainer
+
+from shared.eventstore import EventStore
 
 log = logging.getLogger(__name__)
 
@@ -51,3 +57,13 @@ class Container(ServiceContainer):
             with eventlet.Timeout(START_WAIT_SECONDS, False):
                 self._start_over.wait()
         super().stop()
+        self._close_stores()
+
+    def kill(self, exc_info: Any = None) -> None:
+        super().kill(exc_info)
+        self._close_stores()
+
+    def _close_stores(self) -> None:
+        for dependency in self.dependencies:
+            if isinstance(dependency, EventStore):
+                dependency.close()

@@ -32,6 +32,7 @@ class EventStore(DependencyProvider):
         self.application = application
         self.app: ServiceApplication
         self.relay: Relay
+        self._closed = False
 
     def setup(self) -> None:
         config = self.container.config
@@ -87,6 +88,13 @@ class EventStore(DependencyProvider):
 
     def kill(self) -> None:
         self.relay.stop()
+
+    def close(self) -> None:
+        """Close the store's connections (the container does, once nothing uses them)."""
+        app = getattr(self, "app", None)  # None when setup failed
+        if app is not None and not self._closed:
+            self._closed = True
+            app.close()
 
     def get_dependency(self, worker_ctx: Any) -> ServiceApplication:
         return self.app

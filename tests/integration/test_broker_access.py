@@ -13,9 +13,9 @@ import amqp
 import pytest
 from kombu import Connection, Exchange, Queue
 
+from shared.brokeraccess import SERVICES
 from shared.rpc import caller_proxy
 from shared.testing import Client, running, wait_until
-from shared.brokeraccess import SERVICES
 from shared.topology import EVENTS_EXCHANGE, RPC_EXCHANGE, SHARED_EXCHANGES
 from tests.integration.test_slice import SCHOOL, at_risk_ids, register_flagged
 
