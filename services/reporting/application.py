@@ -122,9 +122,9 @@ class ReportingApplication(ServiceApplication):
         """Journal and project consecutive events of one source in one transaction."""
 
         def effect(sql: Sql) -> None:
+            self.journal.append_all(sql, [event.envelope for event in events])
             state = SqlState(sql, self.models)
-            for n, event in enumerate(events):
-                self.journal.append(event.envelope, lock=n == 0)(sql)
+            for event in events:
                 self._project(sql, state, event.envelope)
             state.flush()
 

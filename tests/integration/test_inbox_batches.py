@@ -121,6 +121,13 @@ def test_messages_that_waited_for_reporting_are_applied_together_each_once(syste
         done = commits(reporting, total)
         assert done["events"] == total
         assert done["commits"] - done["alone"] >= 1, "no commit applied more than one event"
+        stamps = [
+            row["received_at"]
+            for row in system.stores.query(
+                "reporting", "SELECT received_at FROM reporting_journal ORDER BY seq"
+            )
+        ]
+        assert stamps == sorted(set(stamps)), "received_at must rise with every entry"
         assert done["commits"] < total
         assert settled(reporting, total) == {"ok": total, "duplicate": 0}
 
