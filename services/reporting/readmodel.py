@@ -265,9 +265,12 @@ class SqlState:
         self._known[slot] = self._pending[slot] = list(row)
 
     def flush(self) -> None:
+        rows: dict[str, list[Row]] = {}
         for (name, key), row in self._pending.items():
-            self._upsert(name, key, row)
+            rows.setdefault(name, []).append([*key, *row])
         self._pending.clear()
+        for name, table_rows in rows.items():
+            self._upsert(BY_NAME[name], table_rows)
 
     def _where(self, table: Table) -> str:
         return " AND ".join(f"{k} = ?" for k in table.keys)
@@ -280,15 +283,21 @@ class SqlState:
         ).fetchone()
         return None if row is None else [row[c] for c in table.values]
 
-    def _upsert(self, name: str, key: Key, row: Row) -> None:
-        table = BY_NAME[name]
+    def _upsert(self, table: Table, rows: list[Row]) -> None:
+        """Write a table's pending rows: on PostgreSQL in one statement (one round trip a
+        table, not one a row; the keys are distinct, as one statement needs)."""
         updates = ", ".join(f"{c} = excluded.{c}" for c in table.values)
-        self.sql.execute(
-            f"INSERT INTO {self.models[name]} ({', '.join(table.columns)}) "
-            f"VALUES ({', '.join('?' * len(table.columns))}) "
-            f"ON CONFLICT ({', '.join(table.keys)}) DO UPDATE SET {updates}",
-            (*key, *row),
-        )
+        into = f"INSERT INTO {self.models[table.name]} ({', '.join(table.columns)}) "
+        conflict = f" ON CONFLICT ({', '.join(table.keys)}) DO UPDATE SET {updates}"
+        one_row = into + f"VALUES ({', '.join('?' * len(table.columns))})" + conflict
+        if self.sql.dialect == SQLITE:
+            self.sql.executemany(one_row, rows)
+        elif len(rows) == 1:
+            self.sql.execute(one_row, rows[0])
+        else:
+            arrays = ", ".join(f"?::{table.types.get(c, _T)}[]" for c in table.columns)
+            columns = [list(column) for column in zip(*rows, strict=True)]
+            self.sql.execute(f"{into}SELECT * FROM unnest({arrays}){conflict}", columns)
 
     def open_sign(self, pupil_id: str, group: str, code: str) -> str | None:
         self.flush()
