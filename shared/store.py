@@ -308,6 +308,8 @@ def _postgres_inbox_recorder() -> type:
     from eventsourcing.utils import retry
     from psycopg.sql import SQL
 
+    from shared.pgtransaction import transaction
+
     _steady_reconnects()
 
     class _OneRoundTripAtATime(PostgresProcessRecorder):
@@ -320,8 +322,7 @@ def _postgres_inbox_recorder() -> type:
 
         @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
         def insert_events(self, stored_events: Any, **kwargs: Any) -> Any:
-            datastore = self.datastore
-            with datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+            with self.datastore.get_connection() as conn, transaction(conn) as curs:
                 self._insert_events(curs, stored_events, **kwargs)
                 if not stored_events:
                     return None
@@ -378,11 +379,7 @@ def _postgres_inbox_recorder() -> type:
             head = self._chain_head
             current: Save[Any] | None = None
             try:
-                with (
-                    self.datastore.get_connection() as conn,
-                    conn.transaction(),
-                    conn.cursor() as curs,
-                ):
+                with self.datastore.get_connection() as conn, transaction(conn) as curs:
                     for i, current in enumerate(saves):
                         head = self._write(curs, current, head, locked=i > 0)
                     current = None
@@ -480,6 +477,12 @@ class ServiceApplication(Application[Any]):
     @contextmanager
     def transaction(self) -> Iterator[Sql]:
         datastore = self.recorder.datastore  # type: ignore[attr-defined]
+        if self.dialect == POSTGRES:
+            from shared.pgtransaction import transaction
+
+            with datastore.get_connection() as conn, transaction(conn) as cursor:
+                yield Sql(cursor, self.dialect)
+            return
         with datastore.transaction(commit=True) as cursor:
             yield Sql(cursor, self.dialect)
 
