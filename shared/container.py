@@ -18,6 +18,9 @@ waits for the start (a few seconds at most, normally), then stops everything in 
 A start that cannot finish (say the broker does not answer) is not waited for longer
 than ``START_WAIT_SECONDS``: the stop then goes on as nameko's would.
 
+``serving`` (part of ``/health/ready``) holds from the end of the start until the stop:
+nameko's web server answers before the consumers it starts after it have connected.
+
 Once everything has stopped, the container closes its event store, which nameko knows
 nothing of: left to the interpreter's exit, PostgreSQL's connection pool was closed
 while eventlet was being torn down, and every stop ended in a traceback.
@@ -44,14 +47,21 @@ class Container(ServiceContainer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._start_over = Event()
+        self.serving = False
 
     def start(self) -> None:
         try:
             super().start()
+            self.serving = True
         finally:
             self._start_over.send(None)
 
+    def wait_for_start(self) -> None:
+        """Return once the start is over, whether or not it succeeded."""
+        self._start_over.wait()
+
     def stop(self) -> None:
+        self.serving = False  # not ready from the first moment of a stop
         if self.started and not self._start_over.ready():
             log.info("%s is still starting: stopping once it has started", self.service_name)
             with eventlet.Timeout(START_WAIT_SECONDS, False):

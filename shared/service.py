@@ -8,6 +8,7 @@ from typing import Any
 from nameko.extensions import DependencyProvider
 from werkzeug.wrappers import Response
 
+from shared.container import Container
 from shared.errors import NotReadyError
 from shared.eventstore import AuditsChain, PublishesEvents, store_of
 from shared.metrics import CONTENT_TYPE_LATEST, metrics_for
@@ -37,13 +38,17 @@ class Chassis(DependencyProvider):
     kill = stop
 
     def _watch_readiness(self) -> None:
+        if isinstance(self.container, Container):
+            self.container.wait_for_start()  # not "not ready" for the 5 s after it
         while not self._stopped.is_set():
             self.readiness()
             self._stopped.wait(READINESS_INTERVAL_SECONDS)
 
     def readiness(self) -> dict[str, bool]:
-        """Which of the parts the service needs work (the store, the broker connection)."""
-        parts = store_of(self.container).readiness()
+        """Which of the parts the service needs work: its consumers (started), the store,
+        the broker connection."""
+        started = not isinstance(self.container, Container) or self.container.serving
+        parts = {"consumers": started, **store_of(self.container).readiness()}
         metrics = metrics_for(self.container)
         metrics.ready.labels(metrics.service).set(1 if all(parts.values()) else 0)
         return parts
@@ -70,7 +75,11 @@ class ServiceBase(PublishesEvents, AuditsChain):
         return {"status": "alive"}
 
     @route(
-        "GET", "/health/ready", public=True, pooled=False, summary="the store and the broker answer"
+        "GET",
+        "/health/ready",
+        public=True,
+        pooled=False,
+        summary="started, and the store and the broker answer",
     )
     def health_ready(self, call: Call) -> Any:
         parts = self.chassis.readiness()

@@ -194,6 +194,29 @@ def test_sigterm_while_starting_stops_the_service_in_order(system: Any) -> None:
     assert "stopping once it has started" in log
 
 
+def test_a_service_is_not_ready_until_its_consumers_have_started(system: Any) -> None:
+    """Kubernetes sends traffic to a pod once it is ready: not while the web server
+    answers and the consumers behind it are still connecting (a slow broker here)."""
+    upstream = urlsplit(system.broker.base_uri)
+    proxy = Proxy((upstream.hostname or "127.0.0.1", upstream.port or 5672)).start()
+    try:
+        proxy.delay(0.15)
+        service = system.service(
+            "identification", AMQP_URI=proxied(system.broker.uri_for("identification"), proxy.port)
+        )
+        service.start(wait=False)
+        client = Client(service.url, None)
+        wait_until(lambda: answers(client, "/health/live"), timeout=30)
+        starting = client.get("/health/ready")
+        assert starting.status_code == 503
+        assert starting.json()["error"]["details"]["consumers"] == "does not answer"
+        wait_until(lambda: answers(client, "/health/ready"), timeout=60)
+        assert service.stop(timeout=30) == 0
+    finally:
+        proxy.stop()
+    assert "stopping once it has started" not in service.log_path.read_text()
+
+
 def answers(client: Client, path: str) -> bool:
     try:
         return client.get(path).status_code == 200

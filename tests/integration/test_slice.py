@@ -144,7 +144,11 @@ def test_a_service_without_its_broker_is_not_ready_and_says_why(slice_: Any) -> 
     finally:
         broker_script(os.environ, "start")
     assert answer["error"]["code"] == "not_ready"
-    assert answer["error"]["details"] == {"store": "works", "broker": "does not answer"}
+    assert answer["error"]["details"] == {
+        "consumers": "works",
+        "store": "works",
+        "broker": "does not answer",
+    }
     wait_until(lambda: identification.get("/health/ready").status_code == 200, 30, 0.2)
 
 
