@@ -20,10 +20,6 @@ def shared_exchange(name: str) -> Exchange:
     return Exchange(name, "topic", durable=True, no_declare=True)
 
 
-def declare_shared_exchange(channel: Any, name: str) -> None:
-    channel.exchange_declare(name, "topic", durable=True, auto_delete=False)
-
-
 def check_shared_exchanges(connection: Any) -> None:
     """Make sure the shared exchanges exist, with passive declares (which need no right).
 
@@ -37,7 +33,7 @@ def check_shared_exchanges(connection: Any) -> None:
         except NotFound:  # the broker closed that channel
             try:
                 with connection.channel() as channel:
-                    declare_shared_exchange(channel, name)
+                    channel.exchange_declare(name, "topic", durable=True, auto_delete=False)
             except AccessRefused:
                 raise RuntimeError(
                     f"the broker has no exchange {name}, and this service's user may not"
