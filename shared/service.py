@@ -39,7 +39,7 @@ class Chassis(DependencyProvider):
 
     def _watch_readiness(self) -> None:
         if isinstance(self.container, Container):
-            self.container.wait_for_start()  # not "not ready" for the 5 s after it
+            self.container.wait_for_start()  # else the gauge reads 0 for 5 s after each start
         while not self._stopped.is_set():
             self.readiness()
             self._stopped.wait(READINESS_INTERVAL_SECONDS)
