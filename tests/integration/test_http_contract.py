@@ -7,6 +7,7 @@ one that stops the service has its own.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -173,9 +174,10 @@ def test_sigterm_stops_an_idle_service_promptly(own_identification: Any) -> None
     assert "Traceback" not in log and "ERROR" not in log, own_identification.log_tail()
 
 
-def test_sigterm_while_starting_stops_the_service_in_order(system: Any) -> None:
-    """A rollout may stop a pod in its first seconds. A broker that answers slowly keeps
-    the service's consumers connecting while its web server already answers."""
+@contextmanager
+def starting_behind_a_slow_broker(system: Any) -> Iterator[Any]:
+    """Identification just started behind a broker that answers slowly: its web server
+    already answers while its consumers are still connecting."""
     upstream = urlsplit(system.broker.base_uri)
     proxy = Proxy((upstream.hostname or "127.0.0.1", upstream.port or 5672)).start()
     try:
@@ -184,11 +186,16 @@ def test_sigterm_while_starting_stops_the_service_in_order(system: Any) -> None:
             "identification", AMQP_URI=proxied(system.broker.uri_for("identification"), proxy.port)
         )
         service.start(wait=False)
-        client = Client(service.url, None)
-        wait_until(lambda: answers(client, "/health/live"), timeout=30)
-        assert service.stop(timeout=30) == 0
+        wait_until(lambda: answers(Client(service.url, None), "/health/live"), timeout=30)
+        yield service
     finally:
         proxy.stop()
+
+
+def test_sigterm_while_starting_stops_the_service_in_order(system: Any) -> None:
+    """A rollout may stop a pod in its first seconds."""
+    with starting_behind_a_slow_broker(system) as service:
+        assert service.stop(timeout=30) == 0
     log = service.log_path.read_text()
     assert "Traceback" not in log and "CRITICAL" not in log, service.log_tail()
     assert "stopping once it has started" in log
@@ -196,24 +203,14 @@ def test_sigterm_while_starting_stops_the_service_in_order(system: Any) -> None:
 
 def test_a_service_is_not_ready_until_its_consumers_have_started(system: Any) -> None:
     """Kubernetes sends traffic to a pod once it is ready: not while the web server
-    answers and the consumers behind it are still connecting (a slow broker here)."""
-    upstream = urlsplit(system.broker.base_uri)
-    proxy = Proxy((upstream.hostname or "127.0.0.1", upstream.port or 5672)).start()
-    try:
-        proxy.delay(0.15)
-        service = system.service(
-            "identification", AMQP_URI=proxied(system.broker.uri_for("identification"), proxy.port)
-        )
-        service.start(wait=False)
+    answers and the consumers behind it are still connecting."""
+    with starting_behind_a_slow_broker(system) as service:
         client = Client(service.url, None)
-        wait_until(lambda: answers(client, "/health/live"), timeout=30)
         starting = client.get("/health/ready")
         assert starting.status_code == 503
         assert starting.json()["error"]["details"]["consumers"] == "does not answer"
         wait_until(lambda: answers(client, "/health/ready"), timeout=60)
         assert service.stop(timeout=30) == 0
-    finally:
-        proxy.stop()
     assert "stopping once it has started" not in service.log_path.read_text()
 
 
