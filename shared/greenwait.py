@@ -10,6 +10,11 @@ tenth of the services' CPU there (py-spy, load at 50 commands/s).
 
 Waits for reading and writing at once (only while a large query is being flushed) keep
 the green select: a trampoline waits for one direction only.
+
+libpq opens and closes its sockets where eventlet cannot see. Each socket a connection
+opens is announced to the hub as new, so that a listener left on a closed socket that had
+the same number is dropped (its greenthread gets an error) instead of making the hub
+refuse every wait on the new one.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 
 RV = Any
 PQGen = Generator[Any, Any, RV]  # psycopg's: yields what to wait for, is sent what is ready
+PQGenConn = Generator[tuple[int, Any], Any, RV]  # the same, with the socket to wait on
 
 
 class _Expired(Exception):
@@ -32,6 +38,31 @@ def install() -> None:
     from psycopg import waiting
 
     waiting.wait = green_wait()
+    waiting.wait_conn = green_wait_conn()
+
+
+def green_wait_conn() -> Callable[..., Any]:
+    """psycopg's wait for a connection attempt, telling the hub of each new socket."""
+    from eventlet.hubs import notify_opened
+    from psycopg.waiting import wait_conn
+
+    def announcing(gen: PQGenConn) -> PQGenConn:
+        announced = None
+        try:
+            fileno, state = next(gen)
+            while True:
+                if fileno != announced:  # libpq may try several addresses, each a socket
+                    notify_opened(fileno)
+                    announced = fileno
+                ready = yield fileno, state
+                fileno, state = gen.send(ready)
+        except StopIteration as stopped:
+            return stopped.value
+
+    def wait(gen: PQGenConn, interval: float = 0.0, timeout: float | None = None) -> RV:
+        return wait_conn(announcing(gen), interval, timeout)
+
+    return wait
 
 
 def green_wait() -> Callable[..., Any]:

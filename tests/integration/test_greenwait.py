@@ -9,12 +9,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import eventlet
-import eventlet.hubs
 import psycopg
 import pytest
 from psycopg import waiting
 
-from shared.greenwait import green_wait
+from shared.greenwait import green_wait, green_wait_conn
 from shared.testing import postgres_conninfo
 
 pytestmark = pytest.mark.store_free  # the stack's server, not a service's store
@@ -23,14 +22,11 @@ pytestmark = pytest.mark.store_free  # the stack's server, not a service's store
 @pytest.fixture
 def connect(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setattr(waiting, "wait", green_wait())
+    monkeypatch.setattr(waiting, "wait_conn", green_wait_conn())
     opened: list[psycopg.Connection[Any]] = []
 
     def connect() -> psycopg.Connection[Any]:
         conn = psycopg.connect(postgres_conninfo(os.environ, "postgres"), autocommit=True)
-        # libpq opens and closes its sockets where eventlet cannot see: a greenthread an
-        # earlier test left waiting on a socket since closed still holds its number, and
-        # the hub refused a new connection's wait on it ("Second simultaneous read").
-        eventlet.hubs.notify_opened(conn.fileno())
         opened.append(conn)
         return conn
 
@@ -80,6 +76,29 @@ def test_a_session_ended_by_the_server_is_an_error_not_a_hang(connect: Any) -> N
     ):
         victim.execute("SELECT pg_sleep(10)")
     assert time.monotonic() - started < 5
+
+
+def test_a_connection_closed_under_its_waiter_leaves_its_socket_number_usable(
+    connect: Any,
+) -> None:
+    # libpq closes and opens sockets where eventlet cannot see. A greenthread still waiting
+    # on a closed connection's socket kept its number in the hub, and the next connection
+    # given that number could not wait on it ("Second simultaneous read on fileno").
+    listener = connect()
+    listener.execute("LISTEN pumpurs_test")
+    waiter = eventlet.spawn(lambda: list(listener.notifies(timeout=30, stop_after=1)))
+    eventlet.sleep(0.1)  # it is waiting on the socket now
+    number = listener.fileno()
+    listener.close()
+    successor = connect()
+    assert successor.fileno() == number  # the lowest free number: the one just freed
+    with eventlet.Timeout(5, TimeoutError("the query hung")):
+        assert successor.execute("SELECT 42").fetchone() == (42,)
+    with (
+        eventlet.Timeout(5, TimeoutError("the old waiter hung")),
+        pytest.raises(psycopg.OperationalError),
+    ):
+        waiter.wait()
 
 
 def test_a_query_larger_than_the_socket_buffers_goes_through(connect: Any) -> None:
