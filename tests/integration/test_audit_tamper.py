@@ -27,6 +27,7 @@ from shared.audit import adopt_unchained, verify_store
 from shared.chain import CHANGED_RECORD, MISSING_RECORD, TRUNCATED_TAIL
 from shared.store import guard_stored_events, store_env
 from shared.testing import REPO, postgres_conninfo
+from tests.pupils import register
 
 SERVICES = ["identification", "planning", "provisioning", "reporting"]
 
@@ -37,7 +38,7 @@ def app(stores: Any, keys_dir: Path) -> Iterator[IdentificationApplication]:
     application = IdentificationApplication(store_env("identification", stores.data_dir, environ))
     guard_stored_events(application)
     for n in range(3):
-        pupil = register(application, old_code(n))
+        pupil = register_serial(application, n)
         application.record_risk_sign(
             pupil.id,
             code="learning.absences",
@@ -58,17 +59,8 @@ def old_code(serial: int) -> str:
     return f"{first_ten[:6]}-{first_ten[6:]}{digit}"
 
 
-def register(app: IdentificationApplication, personal_code: str) -> Any:
-    return app.register_pupil(
-        school_id="daugavpils-10-vsk",
-        grade=7,
-        gender="F",
-        given_name="Ilze",
-        family_name="Liepa",
-        personal_code=personal_code,
-        birth_date=date(2010, 1, 2),
-        by="t",
-    )
+def register_serial(app: IdentificationApplication, serial: int) -> Any:
+    return register(app, personal_code=old_code(serial), birth_date=date(2010, 1, 2))
 
 
 def tamper(stores: Any, service: str, *statements: tuple[str, Sequence[Any]]) -> None:
@@ -143,7 +135,7 @@ def pumpurs(stores: Any, keys_dir: Path, *args: str) -> subprocess.CompletedProc
 def test_an_untouched_store_verifies_and_erasing_a_pupil_keeps_it_whole(app: Any) -> None:
     before = verify_store(app)
     assert before.ok and before.head_position == app.head() and before.records == app.head()
-    pupil = register(app, old_code(9))
+    pupil = register_serial(app, 9)
     app.erase_pupil(pupil.id, by="dpo")  # destroys the key: the events keep their ciphertext
     after = verify_store(app)
     assert after.ok and after.head_position == app.head() > before.head_position + 1
@@ -156,15 +148,15 @@ def test_two_writers_on_one_store_keep_one_chain_through_a_refused_save(
     other = IdentificationApplication(store_env("identification", stores.data_dir, environ))
     try:
         for n in range(4):  # each remembers its own last link; the other writes in between
-            register(app if n % 2 else other, old_code(21 + n))  # no check digit fits serial 20
-        pupil = register(app, old_code(30))
+            register_serial(app if n % 2 else other, 21 + n)  # no check digit fits serial 20
+        pupil = register_serial(app, 30)
         stale: Pupil = other.repository.get(pupil.id)
         app.erase_pupil(pupil.id, by="dpo")
         stale.erase("dpo")
         with pytest.raises(IntegrityError):  # PostgreSQL: the refused insert used up an id
             other.save(stale)
-        register(other, old_code(31))
-        register(app, old_code(32))
+        register_serial(other, 31)
+        register_serial(app, 32)
     finally:
         other.close()
     result = verify_store(app)

@@ -12,7 +12,6 @@ import functools
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from datetime import date
 from typing import Any
 
 import pytest
@@ -23,6 +22,7 @@ from shared import groupcommit
 from shared.audit import verify_store
 from shared.store import store_env
 from shared.testing import Stores
+from tests.pupils import register
 
 SCHOOL = "daugavpils-10-vsk"
 
@@ -56,19 +56,6 @@ def code(serial: int) -> str:
     return f"32{serial:04d}-{serial:05d}"
 
 
-def register(app: IdentificationApplication, personal_code: str) -> Any:
-    return app.register_pupil(
-        school_id=SCHOOL,
-        grade=7,
-        gender="F",
-        given_name="Anna",
-        family_name="Bērziņa",
-        personal_code=personal_code,
-        birth_date=date(2012, 3, 4),
-        by="teacher-1",
-    )
-
-
 def at_once(calls: Sequence[Callable[[], Any]]) -> list[Any]:
     """Run the calls in threads started together; each one's result or exception."""
     results: list[Any] = [None] * len(calls)
@@ -94,7 +81,7 @@ def test_saves_in_progress_together_commit_once_and_each_reads_back_as_its_own(
     app: IdentificationApplication, commits: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     gather_saves(monkeypatch, app, 8)
-    pupils = at_once([functools.partial(register, app, code(n)) for n in range(8)])
+    pupils = at_once([functools.partial(register, app, personal_code=code(n)) for n in range(8)])
 
     assert commits == [8]
     assert len({p.id for p in pupils}) == 8
@@ -114,7 +101,10 @@ def test_a_save_refused_in_a_group_gets_its_own_error_and_the_others_commit(
 ) -> None:
     gather_saves(monkeypatch, app, together)
     # the last two register the same child
-    calls = [functools.partial(register, app, code(min(n, together - 2))) for n in range(together)]
+    calls = [
+        functools.partial(register, app, personal_code=code(min(n, together - 2)))
+        for n in range(together)
+    ]
     results = at_once(calls)
 
     refused = [r for r in results if isinstance(r, Exception)]
@@ -142,7 +132,7 @@ def test_a_group_that_fails_whole_stores_nothing_of_it_and_each_save_commits_alo
         return insert(*args, **kwargs)
 
     monkeypatch.setattr(app.recorder, "_insert_events", disk_fails_once)
-    pupils = at_once([functools.partial(register, app, code(n)) for n in range(5)])
+    pupils = at_once([functools.partial(register, app, personal_code=code(n)) for n in range(5)])
 
     assert not any(isinstance(p, Exception) for p in pupils)
     assert commits == [1, 1, 1, 1, 1]

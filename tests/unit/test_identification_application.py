@@ -24,10 +24,7 @@ from services.identification.personal_code import InvalidPersonalCodeError
 from services.identification.schemas import AgeEnquiriesSchema
 from shared.outbox import read_envelopes
 from shared.store import store_env
-
-SCHOOL = "daugavpils-10-vsk"
-GIVEN, FAMILY, CODE = "Kanārijs", "Ģirģensons-Žūriņš", "150607-20416"
-BORN = date(2007, 6, 15)
+from tests.pupils import BORN, CODE, FAMILY, GIVEN, SCHOOL, register
 
 
 @pytest.fixture
@@ -37,20 +34,6 @@ def app(tmp_path: Path) -> Iterator[IdentificationApplication]:
     )
     yield application
     application.close()
-
-
-def register(app: IdentificationApplication, **overrides: Any) -> Any:
-    fields: dict[str, Any] = {
-        "school_id": SCHOOL,
-        "grade": 7,
-        "gender": "M",
-        "given_name": GIVEN,
-        "family_name": FAMILY,
-        "personal_code": CODE,
-        "birth_date": BORN,
-        "by": "teacher-1",
-    }
-    return app.register_pupil(**{**fields, **overrides})
 
 
 def database_bytes(tmp_path: Path) -> bytes:
