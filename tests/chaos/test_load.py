@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from chaos.load import MIN_RATE_SHARE, default_warmup, drive, system, table
+from chaos.load import MAX_LATE_SHARE, MIN_RATE_SHARE, default_warmup, drive, system, table
 from shared.testing import Broker, Stores
 from tests.conftest import STORE_KIND
 
@@ -48,6 +48,7 @@ def test_a_sustained_rate_of_commands_across_the_services(
     assert result.overall.errors == 0, report
     assert result.overall.count == int(RATE * SECONDS)
     assert result.overall.per_second >= MIN_RATE_SHARE * RATE, report
+    assert result.late_starts <= MAX_LATE_SHARE * result.overall.count, report
     assert not any(result.lags.values()), report
     assert result.journalled_twice == 0, report
     assert not any(result.logged_errors.values()), report
