@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 
 ApplicationFactory = Callable[[Mapping[str, str]], ServiceApplication]
 
+# Under the readiness probe's 3 s (deploy/k8s/base/patches/server-pod.yaml): a store that
+# does not answer makes /health/ready answer 503 naming it, not time out.
+STORE_CHECK_SECONDS = 2.0
+
 
 class EventStore(DependencyProvider):
     """Gives each worker the service's Application; runs the outbox relay beside it."""
@@ -102,7 +106,7 @@ class EventStore(DependencyProvider):
     def readiness(self) -> dict[str, bool]:
         """Whether the store answers and whether the relay's broker connection works."""
         try:
-            self.app.head()
+            self.app.check_store(STORE_CHECK_SECONDS)
             store = True
         except Exception:
             store = False

@@ -486,6 +486,23 @@ class ServiceApplication(Application[Any]):
         with datastore.transaction(commit=True) as cursor:
             yield Sql(cursor, self.dialect)
 
+    def check_store(self, seconds: float) -> None:
+        """Raise unless the store answers a read of the events table within ``seconds``.
+
+        On PostgreSQL the wait for a pooled connection counts (while the server is down the
+        pool waits up to POSTGRES_CONNECT_TIMEOUT for one), and the server gives up on the
+        read then too (a lock on the table would keep it, and the connection, waiting). On
+        SQLite, in WAL mode, a read waits for no writer."""
+        if self.dialect != POSTGRES:
+            self.head()
+            return
+        from shared.pgtransaction import transaction
+
+        pool = self.recorder.datastore.pool  # type: ignore[attr-defined]
+        with pool.connection(timeout=seconds) as conn, transaction(conn) as cursor:
+            cursor.execute(f"SET LOCAL statement_timeout = {max(1, round(seconds * 1000))}")
+            cursor.execute(f"SELECT max(notification_id) FROM {self.events_table}")
+
     def query(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
         """One statement, which sees one snapshot however it is run."""
         datastore = self.recorder.datastore  # type: ignore[attr-defined]
