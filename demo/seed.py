@@ -446,7 +446,7 @@ class Seeder:
 
 def seed_demo(api: Api, progress: Progress, *, pupils: int = 150, seed: int = 2019) -> Scenario:
     """Build the scenario from the schools and catalogue the system serves, and send it."""
-    from demo.scenario import build
+    from demo.build import build
 
     schools = api.get("identification", "/schools", NATIONAL)["items"]
     daugavpils = [s for s in schools if s["municipality"] == "daugavpils"]

@@ -10,7 +10,8 @@ from decimal import Decimal
 
 import pytest
 
-from demo.scenario import MATERIAL_KINDS, NEXT_SEMESTER, SEMESTER, Scenario, build
+from demo.build import build
+from demo.scenario import MATERIAL_KINDS, NEXT_SEMESTER, SEMESTER, Scenario
 from demo.show import format_table
 from services.identification.catalogue import RISK_FACTORS
 from services.identification.personal_code import check_personal_code
