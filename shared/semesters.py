@@ -9,10 +9,17 @@ from datetime import date
 from shared.errors import InvalidInputError
 
 _SEMESTER = re.compile(r"^(\d{4})-(\d{4})-([12])$")
+# The programme's first school year, and a last one far enough ahead: a year outside them is
+# a typo (0000-0001-1 got as far as a stored plan, then broke its date arithmetic).
+FIRST_YEAR, LAST_YEAR = 2017, 2099
 
 
 class InvalidSemesterError(InvalidInputError):
     code = "invalid_semester"
+
+
+class SemesterOutOfRangeError(InvalidSemesterError):
+    """Well formed, but a school year the programme cannot have had."""
 
 
 @dataclass(frozen=True, order=True)
@@ -30,7 +37,13 @@ class Semester:
                 "a semester looks like 2019-2020-1 (school year, then 1 or 2)",
                 {"fields": {"semester": ["not a semester"]}},
             )
-        return cls(int(match.group(1)), int(match.group(3)))
+        year = int(match.group(1))
+        if not FIRST_YEAR <= year <= LAST_YEAR:
+            raise SemesterOutOfRangeError(
+                f"a school year from {FIRST_YEAR}-{FIRST_YEAR + 1} to {LAST_YEAR}-{LAST_YEAR + 1}",
+                {"fields": {"semester": ["outside the programme's years"]}},
+            )
+        return cls(year, int(match.group(3)))
 
     def __str__(self) -> str:
         return f"{self.year}-{self.year + 1}-{self.term}"

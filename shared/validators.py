@@ -6,7 +6,7 @@ from decimal import Decimal, InvalidOperation
 
 from marshmallow import ValidationError, fields, validate
 
-from shared.semesters import InvalidSemesterError, Semester
+from shared.semesters import InvalidSemesterError, Semester, SemesterOutOfRangeError
 
 # Also the field's pattern in the OpenAPI documents; the years must follow each other.
 SEMESTER_PATTERN = r"^\d{4}-\d{4}-[12]$"
@@ -16,6 +16,8 @@ SEMESTER_ERROR = "not a semester like 2019-2020-1"
 def _consecutive_years(value: str) -> None:
     try:
         Semester.parse(value)
+    except SemesterOutOfRangeError as exc:
+        raise ValidationError(exc.message) from None
     except InvalidSemesterError:
         raise ValidationError(SEMESTER_ERROR) from None
 
