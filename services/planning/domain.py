@@ -19,6 +19,7 @@ from uuid import uuid4
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.domain import Snapshot as AggregateSnapshot
 
+from shared import days
 from shared.errors import (
     ConflictError,
     ForbiddenError,
@@ -79,7 +80,8 @@ REMOTE_CONFIRMATION_DAYS = 1
 
 
 def today() -> date:
-    return datetime.now(UTC).date()
+    """The day no recorded date may come after, in Riga; tests replace it."""
+    return days.today()
 
 
 # -- errors ----------------------------------------------------------------------------
