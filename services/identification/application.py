@@ -217,7 +217,7 @@ class IdentificationApplication(ServiceApplication):
         source: str = ASSESSMENT,
     ) -> Pupil:
         pupil = self.pupil_at(pupil_id, expected_version)
-        pupil.check_can_record(code)
+        pupil.check_can_record(code, observed_on)
         sealed = self.key_of(pupil).seal(EVIDENCE, evidence)
         pupil.record_risk_sign(code, observed_on, sealed, source, by)
         self.save_pupils([pupil])

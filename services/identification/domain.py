@@ -18,6 +18,7 @@ from eventsourcing.domain import Aggregate, event
 
 from services.identification.catalogue import RISK_CODES
 from services.identification.personal_code import check_personal_code
+from shared import days
 from shared.errors import (
     ConflictError,
     InvalidInputError,
@@ -35,8 +36,14 @@ DEPARTURE_REASONS = ("dropped_out", "moved_abroad", TRANSFERRED, "graduated")
 VOCATIONAL_COURSES = (1, 4)
 GENERAL_GRADES = (1, 12)
 NAME_MAX = 100
+EARLIEST_BIRTH_DATE = date(1900, 1, 1)  # adult learners (25 or over) take part too
 
 _SCHOOL_NAMESPACE = uuid5(NAMESPACE_URL, "urn:pumpurs:identification:school")
+
+
+def today() -> date:
+    """The day no recorded date may come after, in Riga; tests replace it."""
+    return days.today()
 
 
 # -- errors ---------------------------------------------------------------------------
@@ -82,6 +89,30 @@ class InvalidSchoolError(InvalidInputError):
     code = "invalid_school"
 
 
+class InvalidDateError(InvalidInputError):
+    code = "invalid_date"
+
+
+# -- dates ----------------------------------------------------------------------------------
+# Messages name the bounds, never the date given: a birth date is personal data.
+
+
+def check_birth_date(birth_date: date) -> None:
+    """From 1900-01-01 to today."""
+    latest = today()
+    if not EARLIEST_BIRTH_DATE <= birth_date <= latest:
+        message = f"the birth date must be between {EARLIEST_BIRTH_DATE} and today ({latest})"
+        raise InvalidDateError(message, _field("birth_date", message))
+
+
+def check_not_after_today(field: str, day: date, what: str) -> None:
+    """``what`` (a risk sign's observation, a departure) cannot be dated in the future."""
+    latest = today()
+    if day > latest:
+        message = f"{what} cannot be dated after today ({latest})"
+        raise InvalidDateError(message, _field(field, message))
+
+
 # -- personal data and grades ------------------------------------------------------------
 
 
@@ -98,12 +129,14 @@ class PersonalData:
     def checked(
         cls, given_name: str, family_name: str, personal_code: str, birth_date: date
     ) -> PersonalData:
-        """Names present and not too long, the code valid and agreeing with the birth date."""
+        """Names present and not too long, the birth date from 1900 to today, the code valid
+        and agreeing with the birth date."""
         names = {"given_name": given_name.strip(), "family_name": family_name.strip()}
         for field, value in names.items():
             if not value or len(value) > NAME_MAX:
                 message = f"a name of 1 to {NAME_MAX} characters is required"
                 raise InvalidNameError(message, _field(field, message))
+        check_birth_date(birth_date)
         code = check_personal_code(personal_code, birth_date)
         return cls(names["given_name"], names["family_name"], code, birth_date)
 
@@ -226,9 +259,10 @@ class Pupil(Aggregate):
         if self.status != ENROLLED:
             raise PupilDepartedError(f"pupil {self.id} has departed")
 
-    def check_can_record(self, code: str) -> None:
+    def check_can_record(self, code: str, observed_on: date) -> None:
         if code not in RISK_CODES:
             raise UnknownRiskCodeError(f"unknown risk sign {code}", {"code": code})
+        check_not_after_today("observed_on", observed_on, "a risk sign's observation")
         self.check_enrolled()
         if self.active_sign(code):
             raise RiskSignAlreadyActiveError(f"risk sign {code} is already active", {"code": code})
@@ -240,13 +274,15 @@ class Pupil(Aggregate):
         if not self.active_sign(code):
             raise RiskSignNotActiveError(f"risk sign {code} is not active", {"code": code})
 
-    def check_can_depart(self, reason: str, to_school_id: str | None) -> None:
+    def check_can_depart(self, reason: str, on: date, to_school_id: str | None) -> None:
         # No personal data is involved: an erased pupil can still leave school.
         if self.status != ENROLLED:
             raise PupilDepartedError(f"pupil {self.id} has departed")
         if reason not in DEPARTURE_REASONS:
             message = f"the reason must be one of {', '.join(DEPARTURE_REASONS)}"
             raise InvalidDepartureError(message, _field("reason", message))
+        # Planning closes the pupil's plans as soon as it hears: a mistyped year must not.
+        check_not_after_today("on", on, "a departure")
         if (reason == TRANSFERRED) != (to_school_id is not None):
             message = "to_school_id is required for a transfer, and only for a transfer"
             raise InvalidDepartureError(message, _field("to_school_id", message))
@@ -259,7 +295,7 @@ class Pupil(Aggregate):
         self, code: str, observed_on: date, evidence: str, source: str, by: str
     ) -> None:
         """Record a sign (``evidence`` sealed); the first active sign flags the pupil."""
-        self.check_can_record(code)
+        self.check_can_record(code, observed_on)
         was_at_risk = self.at_risk
         self._record_risk_sign(code, observed_on, evidence, source, by)
         if not was_at_risk:
@@ -273,7 +309,7 @@ class Pupil(Aggregate):
             self._clear_risk(self.school_id, by)
 
     def depart(self, reason: str, on: date, to_school_id: str | None, by: str) -> None:
-        self.check_can_depart(reason, to_school_id)
+        self.check_can_depart(reason, on, to_school_id)
         self._depart(reason, on, to_school_id, by)
 
     def erase(self, by: str) -> None:

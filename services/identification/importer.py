@@ -18,6 +18,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
 
+from services.identification import domain
 from services.identification.crypto import PupilKey
 from services.identification.domain import ENROLLED, JOURNAL, Pupil
 from services.identification.journal import JournalRow, Semester, parse_journal
@@ -69,7 +70,8 @@ class JournalImport:
         today: date | None = None,
     ) -> None:
         self.app, self.school, self.semester, self.by = app, school, semester, by
-        self.observed_on = semester.observed_on(today or date.today())
+        # The same today as the domain's, which refuses a sign observed after it.
+        self.observed_on = semester.observed_on(today or domain.today())
 
     def run(self, raw: bytes) -> ImportReport:
         journal = parse_journal(raw, self.school)

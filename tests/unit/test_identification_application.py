@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -13,6 +13,7 @@ from uuid import uuid4
 import pytest
 from marshmallow import ValidationError
 
+from services.identification import domain
 from services.identification.application import (
     IdentificationApplication,
     PersonalCodeTakenError,
@@ -22,6 +23,7 @@ from services.identification.application import (
 from services.identification.domain import GradeOutOfRangeError, PupilErasedError
 from services.identification.personal_code import InvalidPersonalCodeError
 from services.identification.schemas import AgeEnquiriesSchema
+from shared.errors import InvalidInputError, http_status
 from shared.outbox import read_envelopes
 from shared.store import store_env
 from tests.pupils import BORN, CODE, FAMILY, GIVEN, SCHOOL, register
@@ -34,6 +36,14 @@ def app(tmp_path: Path) -> Iterator[IdentificationApplication]:
     )
     yield application
     application.close()
+
+
+@pytest.fixture
+def today(monkeypatch: pytest.MonkeyPatch) -> date:
+    """Identification's today, fixed in the demo's school year."""
+    fixed = date(2020, 3, 2)
+    monkeypatch.setattr(domain, "today", lambda: fixed)
+    return fixed
 
 
 def database_bytes(tmp_path: Path) -> bytes:
@@ -105,6 +115,110 @@ def test_invalid_registrations_store_nothing(
     with pytest.raises(error):
         register(app, **overrides)
     assert app.head() == 0
+
+
+def refused(raised: pytest.ExceptionInfo[InvalidInputError], field: str) -> str:
+    """The message of a refusal as the API answers it: 400, naming only ``field``."""
+    assert http_status(raised.value) == 400
+    assert list(raised.value.details["fields"]) == [field]
+    return raised.value.message
+
+
+@pytest.mark.parametrize("born", [date(2099, 1, 1), date(1, 1, 1), date(1899, 12, 31)])
+def test_an_impossible_birth_date_is_refused_and_nothing_stored(
+    app: IdentificationApplication, born: date
+) -> None:
+    with pytest.raises(InvalidInputError) as raised:
+        register(app, personal_code="320000-00009", birth_date=born)
+    message = refused(raised, "birth_date")
+    assert "birth date" in message
+    for personal in (born.isoformat(), GIVEN, FAMILY, "320000-00009"):
+        assert personal not in message
+    assert app.head() == 0
+
+
+def test_a_risk_sign_observed_after_today_is_refused_and_nothing_stored(
+    app: IdentificationApplication,
+) -> None:
+    pupil = register(app)
+    with pytest.raises(InvalidInputError) as raised:
+        app.record_risk_sign(
+            pupil.id,
+            code="learning.absences",
+            observed_on=date(2099, 10, 1),
+            evidence="25 lessons",
+            expected_version=1,
+            by="t",
+        )
+    assert "after today" in refused(raised, "observed_on")
+    assert app.head() == 1
+    assert app.list_pupils(None, {"at_risk": True}, 10, None) == []
+
+
+def test_a_departure_after_today_is_refused_and_the_pupil_stays_enrolled(
+    app: IdentificationApplication,
+) -> None:
+    pupil = register(app)
+    with pytest.raises(InvalidInputError) as raised:
+        app.record_departure(
+            pupil.id, reason="dropped_out", on=date(2099, 1, 31), expected_version=1, by="d"
+        )
+    assert "after today" in refused(raised, "on")
+    assert app.head() == 1
+    assert app.list_pupils(None, {"status": "enrolled"}, 10, None)[0]["pupil_id"] == str(pupil.id)
+
+
+def test_the_day_after_today_or_a_mistyped_year_is_refused(
+    app: IdentificationApplication, today: date
+) -> None:
+    tomorrow = today + timedelta(days=1)
+    with pytest.raises(InvalidInputError) as raised:
+        register(app, personal_code="320000-00009", birth_date=tomorrow)
+    assert refused(raised, "birth_date") == (
+        "the birth date must be between 1900-01-01 and today (2020-03-02)"
+    )
+    pupil = register(app)
+    with pytest.raises(InvalidInputError) as raised:
+        app.record_risk_sign(
+            pupil.id,
+            code="learning.gaps",
+            observed_on=tomorrow,
+            evidence="missed grade 6",
+            expected_version=1,
+            by="t",
+        )
+    assert refused(raised, "observed_on") == (
+        "a risk sign's observation cannot be dated after today (2020-03-02)"
+    )
+    for typo in (tomorrow, date(2029, 1, 31)):  # 2029 for 2019
+        with pytest.raises(InvalidInputError) as raised:
+            app.record_departure(
+                pupil.id, reason="dropped_out", on=typo, expected_version=1, by="d"
+            )
+        assert refused(raised, "on") == "a departure cannot be dated after today (2020-03-02)"
+    assert app.head() == 1
+    assert app.get_pupil(pupil.id).status == "enrolled"
+
+
+def test_today_and_a_birth_date_of_1900_are_accepted(
+    app: IdentificationApplication, today: date
+) -> None:
+    register(app, personal_code="320000-00008", birth_date=date(1900, 1, 1), grade=12)
+    register(app, personal_code="320000-00009", birth_date=today, grade=1)
+    pupil = register(app)
+    app.record_risk_sign(
+        pupil.id,
+        code="learning.gaps",
+        observed_on=today,
+        evidence="missed grade 6",
+        expected_version=1,
+        by="t",
+    )
+    app.record_departure(pupil.id, reason="dropped_out", on=today, expected_version=3, by="d")
+    view = app.read_pupil(app.get_pupil(pupil.id), reader="d", role="director")
+    assert view["risk_signs"][0]["observed_on"] == today
+    assert view["departure"]["on"] == today
+    assert len(app.list_pupils(None, {}, 10, None)) == 3
 
 
 def test_signs_flag_and_clear_the_pupil_in_the_list(app: IdentificationApplication) -> None:

@@ -65,6 +65,20 @@ def test_a_journal_registers_pupils_and_records_their_signs(app: IdentificationA
     assert {s["observed_on"] for s in view["risk_signs"]} == {date(2019, 12, 31)}
 
 
+def test_a_row_with_an_impossible_birth_date_is_reported_and_the_others_imported(
+    app: IdentificationApplication,
+) -> None:
+    future = "320000-00005,Jānis,Bērziņš,8,2099-01-01,M,25,2"
+    ancient = "320000-00006,Inese,Kalniņa,8,01.01.0001,F,25,2"
+    report = run(app, csv(*ROWS[:2], future, *ROWS[2:4], ancient))
+    assert (report.rows, report.imported, report.registered, report.signs_recorded) == (6, 4, 4, 4)
+    assert [error["line"] for error in report.errors] == [4, 7]
+    for error in report.errors:
+        assert error["reason"].startswith("the birth date must be between 1900-01-01 and today")
+        assert "2099" not in error["reason"] and "0001" not in error["reason"]
+    assert set(names(app)) == {"150607-20416", "010308-20005", "320000-00001", "320000-00002"}
+
+
 def test_importing_the_same_file_again_changes_nothing(app: IdentificationApplication) -> None:
     first = run(app, csv(*ROWS))
     head = app.head()

@@ -70,6 +70,8 @@ def test_signs_follow_from_absences_over_20_and_marks_of_3_or_less_or_nv() -> No
         ("150607-20416,Ģirts,Žūriņš,7,2007-06-16,M,0,5,5", "does not agree with the birth date"),
         ("310207-20417,Ģirts,Žūriņš,7,2007-02-28,M,0,5,5", "not a real date"),
         ("150607-20416,Ģirts,Žūriņš,7,15/06/2007,M,0,5,5", "birth date must be a real date"),
+        ("320000-00009,Ģirts,Žūriņš,7,2099-01-01,M,0,5,5", "birth date must be between 1900-01-01"),
+        ("320000-00009,Ģirts,Žūriņš,7,31.12.1899,M,0,5,5", "birth date must be between 1900-01-01"),
         ("150607-20416,,Žūriņš,7,2007-06-15,M,0,5,5", "a name of 1 to 100 characters"),
         ("150607-20416,Ģirts,Žūriņš,7,2007-06-15,X,0,5,5", "gender must be F or M"),
         ("150607-20416,Ģirts,Žūriņš,7,2007-06-15,M,-1,5,5", "unexcused lessons must be"),
