@@ -28,6 +28,7 @@ from services.planning.domain import (
     PupilNotFoundError,
     PupilView,
     Semester,
+    check_consent_signed,
     check_may_have_plan,
 )
 from services.planning.readmodel import (
@@ -181,6 +182,7 @@ class PlanningApplication(ServiceApplication):
         pupil = self.pupil(str(pupil_id), user)
         school = self.schools.get(self.query, pupil.school_id)
         check_may_have_plan(pupil, school, Semester.parse(semester))
+        check_consent_signed(consent["signed_on"])
         self.check_no_live_plan(pupil.pupil_id, semester)
         plan = Plan(
             pupil_id=pupil.pupil_id,

@@ -151,6 +151,10 @@ class PlannedHoursExceededError(UnprocessableError):
     code = "planned_hours_exceeded"
 
 
+class PlannedAmountBelowDeliveredError(UnprocessableError):
+    code = "planned_amount_below_delivered"
+
+
 class InvalidDateError(UnprocessableError):
     code = "invalid_date"
 
@@ -218,6 +222,16 @@ def check_may_have_plan(pupil: PupilView, school: SchoolView, semester: Semester
         raise PupilNotEligibleError(
             f"grade {pupil.grade} of a {school.kind} school takes no part in {semester}",
             {"grade": pupil.grade, "school_kind": school.kind, "semester": str(semester)},
+        )
+
+
+def check_consent_signed(signed_on: date) -> None:
+    """A plan rests on a consent already signed: one dated after today is a typo."""
+    latest = today()
+    if signed_on > latest:
+        raise InvalidDateError(
+            f"the consent cannot be signed after today ({latest})",
+            {"fields": {"consent": {"signed_on": [f"not after {latest}"]}}},
         )
 
 
@@ -441,6 +455,16 @@ class Plan(Aggregate):
                 {"fields": {field: [f"between {earliest} and {latest}"]}},
             )
 
+    def check_semester_started(self, action: str) -> None:
+        # An evaluation judges a semester's support: none can have been given before it.
+        starts_on = Semester.parse(self.semester).starts_on
+        if today() < starts_on:
+            raise InvalidDateError(
+                f"cannot {action} a plan of {self.semester} before the semester starts on "
+                f"{starts_on}",
+                {"semester": self.semester, "starts_on": starts_on.isoformat()},
+            )
+
     # -- views --------------------------------------------------------------------
     def used_by(self, measure_id: str) -> bool:
         return any(c["measure_id"] == measure_id for c in self.consultations.values()) or any(
@@ -546,6 +570,13 @@ class Plan(Aggregate):
             raise PlannedHoursExceededError(
                 f"{self.logged_hours(measure_id)} hours were already delivered on this measure",
                 {"logged_hours": str(self.logged_hours(measure_id))},
+            )
+        # Money delivered was spent: a plan that promised less would not account for it.
+        delivered = self.delivered_eur(measure_id)
+        if new["amount_eur"] is not None and new["amount_eur"] < delivered:
+            raise PlannedAmountBelowDeliveredError(
+                f"{delivered:.2f} EUR were already delivered on this measure",
+                {"delivered_eur": f"{delivered:.2f}"},
             )
 
     @event("MeasureChanged")
@@ -846,6 +877,7 @@ class Plan(Aggregate):
     # -- the end of the semester -----------------------------------------------------------
     def evaluate(self, *, risk_outcomes: Mapping[str, str], outcome: str, by: str) -> None:
         self.check_status("evaluate", APPROVED, IN_PROGRESS, SUSPENDED)
+        self.check_semester_started("evaluate")
         missing = sorted(self.evaluated_codes() - set(risk_outcomes))
         unknown = sorted(set(risk_outcomes) - set(self.risk_codes))
         if missing or unknown:
@@ -872,6 +904,8 @@ class Plan(Aggregate):
     def continue_into(self, semester: Semester, *, by: str) -> None:
         """Check that this plan can go on into ``semester``; ``Plan.continued`` does it."""
         self.check_status("continue", EVALUATED)
+        # The next draft carries this plan's consent: a date that cannot be right stays here.
+        check_consent_signed(self.consent_signed_on)
         if self.next_plan_id is not None:
             raise CannotContinueError(
                 f"the plan was already continued as {self.next_plan_id}",

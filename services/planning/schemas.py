@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from marshmallow import Schema, fields, post_dump, validate
+from marshmallow import Schema, ValidationError, fields, post_dump, validate
 
 from services.planning.domain import (
     MEASURE_KINDS,
@@ -25,6 +25,12 @@ def _amount(maximum: int) -> fields.Decimal:
         allow_none=True,
         validate=[validate.Range(min=Decimal("0.01"), max=Decimal(maximum)), cents],
     )
+
+
+def _not_blank(value: str) -> None:
+    """Spaces alone say nothing: a reason must be written out."""
+    if not value.strip():
+        raise ValidationError("must not be blank")
 
 
 class Hours(fields.Field):
@@ -69,7 +75,7 @@ class MeasureRequestSchema(Versioned):
 
 
 class ReasonSchema(Versioned):
-    reason = fields.String(required=True, validate=validate.Length(min=1, max=4000))
+    reason = fields.String(required=True, validate=[validate.Length(min=1, max=4000), _not_blank])
 
 
 class EvaluateSchema(Versioned):

@@ -13,8 +13,10 @@ import pytest
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
+from services.planning import domain
 from services.planning.application import PlanningApplication, PlanNotFoundError, load_rates
 from services.planning.domain import (
+    InvalidDateError,
     MoneySpentError,
     PlanAlreadyExistsError,
     PupilDepartedError,
@@ -25,7 +27,7 @@ from services.planning.domain import (
 )
 from shared.auth import Principal
 from shared.contracts import Envelope
-from shared.errors import ForbiddenError, StaleVersionError
+from shared.errors import ForbiddenError, StaleVersionError, http_status
 from shared.inbox import IncomingEvent
 from shared.outbox import read_envelopes
 from shared.store import store_env
@@ -199,6 +201,28 @@ def test_schools_registered_by_identification_decide_the_approval_chain(
             consent=CONSENT,
             user=teacher,
         )
+
+
+def test_a_consent_signed_after_today_is_refused_and_nothing_is_saved(
+    app: PlanningApplication, identification: Identification, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pupil_id = identification.pupil()
+    monkeypatch.setattr(domain, "today", lambda: date(2019, 9, 2))
+    head = app.head()
+    for signed_on in (date(2019, 9, 3), date(2031, 1, 1)):
+        with pytest.raises(InvalidDateError) as refused:
+            app.draft_plan(
+                pupil_id=uuid.UUID(pupil_id),
+                semester="2019-2020-1",
+                consent={"given_by": "parent", "signed_on": signed_on},
+                user=TEACHER,
+            )
+        assert http_status(refused.value) == 422
+        assert refused.value.details == {
+            "fields": {"consent": {"signed_on": ["not after 2019-09-02"]}}
+        }
+    assert (app.head(), app.list_plans([SCHOOL])) == (head, [])
+    assert draft(app, pupil_id).consent_signed_on == date(2019, 9, 2)  # signed today: valid
 
 
 # -- one plan per pupil and semester -----------------------------------------------------------

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from services.planning import domain
 from services.planning.domain import (
     ApprovalLevelError,
     CannotContinueError,
@@ -22,6 +23,7 @@ from services.planning.domain import (
     NotPlanAuthorError,
     Plan,
     PlanHasNoMeasuresError,
+    PlannedAmountBelowDeliveredError,
     PlannedHoursExceededError,
     PupilDepartedError,
     PupilNotAtRiskError,
@@ -33,7 +35,7 @@ from services.planning.domain import (
     check_may_have_plan,
 )
 from shared.contracts import registry
-from shared.errors import StaleVersionError
+from shared.errors import StaleVersionError, http_status
 from tests.unit.test_plan_transitions import (
     CODES,
     MUNICIPAL,
@@ -193,6 +195,34 @@ def test_a_measure_with_delivered_support_cannot_be_removed_or_cut_below_it() ->
         plan.change_measure(measure, **{**change, "kind": "social_pedagogue"}, hours=Decimal(10))
     plan.change_measure(measure, hours=Decimal(4), **change)
     assert plan.measures[measure]["hours"] == Decimal(4)
+
+
+def test_a_material_measure_cannot_be_cut_below_the_money_delivered_on_it() -> None:
+    plan = reach("approved")
+    meals = material_measure(plan)
+    plan.record_material_delivery(
+        delivery_id="d-1",
+        measure_id=meals,
+        amount_eur=Decimal("40"),
+        delivered_on=date(2019, 10, 3),
+        by="provisioning",
+    )
+    plan.revise(reason="cheaper lunches", by="teacher")
+    plan.collect_events()
+    change: dict[str, Any] = {
+        "kind": "meals",
+        "risk_code": "economic.low_income",
+        "justification": "lunch only",
+        "active_risk_codes": CODES,
+        "by": "teacher",
+    }
+    with pytest.raises(PlannedAmountBelowDeliveredError) as refused:
+        plan.change_measure(meals, amount_eur=Decimal("39.99"), **change)
+    assert http_status(refused.value) == 422
+    assert refused.value.details == {"delivered_eur": "40.00"}
+    assert (plan.measures[meals]["amount_eur"], names(plan)) == (Decimal("120.00"), [])
+    plan.change_measure(meals, amount_eur=Decimal(40), **change)  # what was delivered: enough
+    assert plan.measures[meals]["amount_eur"] == Decimal("40.00")
 
 
 # -- the approval chain ----------------------------------------------------------------------
@@ -434,6 +464,27 @@ def test_an_evaluation_rates_every_risk_sign_the_plan_addresses() -> None:
     assert plan.status == "in_progress"
 
 
+def test_a_plan_is_not_evaluated_before_its_semester_has_started(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    plan = reach("approved")
+    plan.collect_events()
+    evaluation: dict[str, Any] = {
+        "risk_outcomes": {"learning.absences": "reduced", "economic.low_income": "unchanged"},
+        "outcome": "continues_learning",
+        "by": "teacher",
+    }
+    monkeypatch.setattr(domain, "today", lambda: date(2019, 8, 31))
+    with pytest.raises(InvalidDateError) as refused:
+        plan.evaluate(**evaluation)
+    assert http_status(refused.value) == 422
+    assert refused.value.details == {"semester": "2019-2020-1", "starts_on": "2019-09-01"}
+    assert (plan.status, plan.outcome, names(plan)) == ("approved", None, [])
+    monkeypatch.setattr(domain, "today", lambda: date(2019, 9, 1))
+    plan.evaluate(**evaluation)
+    assert (plan.status, plan.outcome) == ("evaluated", "continues_learning")
+
+
 def test_continuing_carries_the_unresolved_signs_and_their_measures() -> None:
     plan = reach("in_progress")
     plan.evaluate(
@@ -452,6 +503,20 @@ def test_continuing_carries_the_unresolved_signs_and_their_measures() -> None:
     assert names(successor) == ["Drafted", "MeasureAdded"]
     with pytest.raises(CannotContinueError):
         plan.continued(Semester(2019, 2), pupil=PUPIL, school=MUNICIPAL, by="teacher")
+
+
+def test_a_consent_dated_after_today_is_not_carried_into_the_next_semester(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    plan = reach("evaluated")  # its consent was signed on 2019-09-02
+    plan.collect_events()
+    # As a plan recorded before consents were checked, with a consent not yet signed.
+    monkeypatch.setattr(domain, "today", lambda: date(2019, 9, 1))
+    with pytest.raises(InvalidDateError) as refused:
+        plan.continued(Semester(2019, 2), pupil=PUPIL, school=MUNICIPAL, by="teacher")
+    assert http_status(refused.value) == 422
+    assert refused.value.details == {"fields": {"consent": {"signed_on": ["not after 2019-09-01"]}}}
+    assert (plan.next_plan_id, names(plan)) == (None, [])
 
 
 def test_continuing_needs_the_next_semester_an_unresolved_sign_and_a_pupil_still_learning() -> None:
