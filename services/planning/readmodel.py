@@ -134,7 +134,8 @@ class PupilsReadModel:
         )
 
     def list(self, query: Query, school_ids: list[str] | None, at_risk: bool | None) -> list[Any]:
-        clauses: list[str] = []
+        """The schools' pupils; one who has left is no longer theirs to plan for."""
+        clauses: list[str] = ["departed = 0"]
         params: list[object] = []
         if school_ids is not None:
             if not school_ids:
@@ -144,13 +145,12 @@ class PupilsReadModel:
         if at_risk is not None:
             clauses.append("at_risk = ?")
             params.append(1 if at_risk else 0)
-        where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
+        where = f"WHERE {' AND '.join(clauses)} "
         rows = query(f"SELECT * FROM {self.table} {where}ORDER BY pupil_id", params)
         codes: dict[str, list[str]] = {}
         for sign in query(
             f"SELECT s.pupil_id, s.code FROM {self.signs} s JOIN {self.table} "
-            f"ON {self.table}.pupil_id = s.pupil_id {where}"
-            f"{'AND' if clauses else 'WHERE'} s.active = 1 ORDER BY s.code",
+            f"ON {self.table}.pupil_id = s.pupil_id {where}AND s.active = 1 ORDER BY s.code",
             params,
         ):
             codes.setdefault(sign["pupil_id"], []).append(sign["code"])

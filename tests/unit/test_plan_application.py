@@ -586,3 +586,16 @@ def test_a_delivery_planning_cannot_place_is_passed_over_without_stopping_the_st
     provisioning.provision("budget_spent", plan, meals, status="x")  # not about a measure
     assert app.get_plan(plan.id, TEACHER).version == plan.version
     assert app.last_tracked("provisioning") == provisioning.last
+
+
+def test_a_pupil_who_has_left_is_no_longer_listed_at_risk(
+    app: PlanningApplication, identification: Identification
+) -> None:
+    staying, leaving = identification.pupil(), identification.pupil()
+    identification.send(
+        "pupil_departed",
+        leaving,
+        {"reason": "dropped_out", "on": date(2019, 11, 15), "to_school_id": None},
+    )
+    listed = [p["pupil_id"] for p in app.pupils_at_risk([SCHOOL])]
+    assert listed == [staying]
