@@ -38,6 +38,7 @@ from uuid import UUID
 import requests
 
 from bench import load
+from shared.brokeraccess import SUBSCRIBES
 from shared.store import POSTGRES, SQLITE, stored_originator_id
 from shared.testing import REPO, Stores
 
@@ -46,12 +47,6 @@ SEMESTER = "2019-2020-1"
 SIGN = "learning.absences"
 FULLY_APPROVED = "approve_plan_national"  # the last approval: provisioning acts on it
 
-# Which consumer subscribes to which sources (the services' @inbox entrypoints).
-SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
-    "planning": ("identification", "provisioning"),
-    "provisioning": ("planning",),
-    "reporting": ("identification", "planning", "provisioning"),
-}
 SERVICES = ("identification", "planning", "provisioning", "reporting")
 
 
@@ -294,7 +289,7 @@ class Checker:
         missing = {}
         for source in SERVICES:
             ids = set(self.notification_ids(source))
-            for consumer, sources in SUBSCRIPTIONS.items():
+            for consumer, sources in SUBSCRIBES.items():
                 if source in sources:
                     tracked = set(self.tracked(consumer, source))
                     missing[f"{consumer}<-{source}"] = len(ids - tracked)
@@ -350,7 +345,7 @@ class Checker:
                 verdict.fail(f"acknowledged {command.name} v{command.version} not stored")
 
     def every_event_delivered_once(self, verdict: Verdict) -> None:
-        for consumer, sources in SUBSCRIPTIONS.items():
+        for consumer, sources in SUBSCRIBES.items():
             for source in sources:
                 ids = set(self.notification_ids(source))
                 tracked = self.tracked(consumer, source)
@@ -382,7 +377,7 @@ class Checker:
         # Reporting's journal holds each event of each source once.
         rows = self._q("reporting", "SELECT source, notification_id FROM reporting_journal")
         journal = Counter((str(r["source"]), int(r["notification_id"])) for r in rows)
-        for source in SUBSCRIPTIONS["reporting"]:
+        for source in SUBSCRIBES["reporting"]:
             ids = set(self.notification_ids(source))
             entries = {n for (s, n) in journal if s == source}
             doubled = sum(c - 1 for (s, _), c in journal.items() if s == source)

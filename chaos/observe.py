@@ -9,14 +9,8 @@ from contextlib import suppress
 from pathlib import Path
 
 from bench.stack import CpuMeter, meter
+from shared.brokeraccess import SUBSCRIBES
 from shared.testing import ServiceProcess, Stores, wait_until
-
-CONSUMES = {
-    "planning": ("identification", "provisioning"),
-    "provisioning": ("planning",),
-    "reporting": ("identification", "planning", "provisioning"),
-}
-
 
 # -- memory -------------------------------------------------------------------------------
 
@@ -77,7 +71,7 @@ def lags(stores: Stores) -> dict[str, int]:
     stored = {s: last_stored(stores, s) for s in ("identification", "planning", "provisioning")}
     return {
         f"{consumer}<-{source}": stored[source] - last_tracked(stores, consumer, source)
-        for consumer, sources in CONSUMES.items()
+        for consumer, sources in SUBSCRIBES.items()
         for source in sources
     }
 

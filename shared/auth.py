@@ -12,7 +12,7 @@ import os
 import tempfile
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from shared.errors import AuthenticationError, ForbiddenError
-from shared.schools import municipality_of, reference_schools
+from shared.schools import municipality_of, reference_municipalities
 
 ALGORITHM = "EdDSA"
 ISSUER = "pumpurs"
@@ -52,6 +52,10 @@ SCHOOL_ROLES = frozenset({TEACHER, DIRECTOR})
 NATIONWIDE_ROLES = frozenset({NATIONAL_COORDINATOR, AUDITOR, DATA_PROTECTION_OFFICER})
 
 
+# A school's municipality, if the service knows the school.
+Locator = Callable[[str], str | None]
+
+
 @dataclass(frozen=True)
 class Principal:
     sub: str
@@ -63,29 +67,38 @@ class Principal:
         if self.role not in roles:
             raise ForbiddenError(f"role {self.role} may not do this")
 
-    def sees_school(self, school_id: str) -> bool:
-        """Whether this principal's tenant includes the school."""
+    def sees_school(self, school_id: str, where: Locator = municipality_of) -> bool:
+        """Whether this principal's tenant includes the school. ``where`` finds a school's
+        municipality; a service that knows the schools registered since the shipped
+        reference data passes its own (asked only for a municipal coordinator)."""
         if self.role in NATIONWIDE_ROLES:
             return True
         if self.role in SCHOOL_ROLES:
             return self.school == school_id
         if self.role == MUNICIPAL_COORDINATOR:
-            return self.municipality is not None and municipality_of(school_id) == self.municipality
+            return self.municipality is not None and where(school_id) == self.municipality
         return False
 
-    def require_school(self, school_id: str) -> None:
-        if not self.sees_school(school_id):
+    def require_school(self, school_id: str, where: Locator = municipality_of) -> None:
+        if not self.sees_school(school_id, where):
             raise ForbiddenError("this school is outside your tenant")
 
 
-def visible_schools(principal: Principal, requested: str | None) -> list[str] | None:
-    """The schools a list may show: the tenant's, narrowed by the request (None: all)."""
+def visible_schools(
+    principal: Principal,
+    requested: str | None,
+    directory: Callable[[], Mapping[str, str]] = reference_municipalities,
+) -> list[str] | None:
+    """The schools a list may show: the tenant's, narrowed by the request (None: all).
+    ``directory`` gives every school the service knows with its municipality (asked only
+    for a municipal coordinator)."""
     if principal.role in NATIONWIDE_ROLES:
         return [requested] if requested else None
     if principal.role in SCHOOL_ROLES and principal.school:
         schools = [principal.school]
     else:
-        schools = [s for s in reference_schools() if principal.sees_school(s)]
+        known = directory()
+        schools = [s for s in known if principal.sees_school(s, known.get)]
     return [s for s in schools if s == requested] if requested else schools
 
 

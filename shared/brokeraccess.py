@@ -38,7 +38,7 @@ SERVICES = ("identification", "planning", "provisioning", "reporting")
 SUBSCRIBES: Mapping[str, tuple[str, ...]] = {
     "identification": (),
     "planning": ("identification", "provisioning"),
-    "provisioning": ("planning",),
+    "provisioning": ("identification", "planning"),
     "reporting": ("identification", "planning", "provisioning"),
 }
 

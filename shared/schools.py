@@ -6,6 +6,7 @@ Identification owns schools; this is the reference data the project ships with.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -28,6 +29,17 @@ def reference_schools() -> dict[str, School]:
         row["school_id"]: School(**{**row, "grades": tuple(row["grades"])})
         for row in json.loads(text)
     }
+
+
+def reference_municipalities() -> dict[str, str]:
+    """Each shipped school's municipality."""
+    return {school_id: s.municipality for school_id, s in reference_schools().items()}
+
+
+def with_registered(registered: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The shipped schools' municipalities, and those of the schools identification has
+    registered since (school id, municipality), which win."""
+    return {**reference_municipalities(), **dict(registered)}
 
 
 def municipality_of(school_id: str) -> str | None:

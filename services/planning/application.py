@@ -37,7 +37,7 @@ from services.planning.readmodel import (
     PupilsReadModel,
     SchoolsReadModel,
 )
-from shared.auth import Principal
+from shared.auth import Principal, visible_schools
 from shared.errors import ForbiddenError, NotFoundError, PumpursError
 from shared.inbox import IncomingEvent
 from shared.store import ServiceApplication
@@ -147,10 +147,18 @@ class PlanningApplication(ServiceApplication):
             raise PlanNotFoundError(f"plan {plan_id} not found")
         return plan
 
+    def sees(self, user: Principal, school_id: str) -> bool:
+        """Tenancy by the schools known here: identification may have registered schools
+        since the shipped reference data, in any municipality."""
+        return user.sees_school(school_id, lambda s: self.schools.municipality(self.query, s))
+
+    def visible_schools(self, user: Principal, requested: str | None) -> list[str] | None:
+        return visible_schools(user, requested, lambda: self.schools.directory(self.query))
+
     def get_plan(self, plan_id: UUID, user: Principal) -> Plan:
         """The plan, if it is in the caller's tenant (another school's plan is not found)."""
         plan = self.load(plan_id)
-        if not user.sees_school(plan.school_id):
+        if not self.sees(user, plan.school_id):
             raise PlanNotFoundError(f"plan {plan_id} not found")
         return plan
 
@@ -164,7 +172,7 @@ class PlanningApplication(ServiceApplication):
 
     def pupil(self, pupil_id: str, user: Principal) -> PupilView:
         pupil = self.pupils.get(self.query, pupil_id)
-        if pupil is None or not user.sees_school(pupil.school_id):
+        if pupil is None or not self.sees(user, pupil.school_id):
             raise PupilNotFoundError(f"pupil {pupil_id} not found")
         return pupil
 

@@ -37,7 +37,6 @@ from shared.auth import (
     NATIONAL_COORDINATOR,
     TEACHER,
     Principal,
-    visible_schools,
 )
 from shared.eventstore import EventStore
 from shared.inbox import IncomingEvent, inbox
@@ -69,7 +68,7 @@ class PlanningService(ServiceBase):
 
     @route("GET", "/pupils-at-risk", query=PupilsQuerySchema, answer=PupilListSchema, roles=READERS)
     def pupils_at_risk(self, call: Call) -> Any:
-        schools = visible_schools(call.user, call.query.get("school_id"))
+        schools = self.app.visible_schools(call.user, call.query.get("school_id"))
         return {"items": self.app.pupils_at_risk(schools)}
 
     # -- plans ------------------------------------------------------------------------
@@ -86,7 +85,7 @@ class PlanningService(ServiceBase):
     @route("GET", "/plans", query=PlansQuerySchema, answer=PlanListSchema, roles=READERS)
     def list_plans(self, call: Call) -> Any:
         query = dict(call.query)
-        schools = visible_schools(call.user, query.pop("school_id", None))
+        schools = self.app.visible_schools(call.user, query.pop("school_id", None))
         after = str(query.pop("after")) if query.get("after") else None
         items = self.app.list_plans(schools, after=after, **query)
         full = len(items) == query["limit"]

@@ -34,12 +34,14 @@ from services.provisioning.domain import (
     InvalidAmountError,
     Provision,
     ProvisionNotFoundError,
+    SchoolNotFoundError,
     Semester,
     check_version,
     money,
 )
-from services.provisioning.readmodel import ProvisionsReadModel
-from shared.auth import Principal
+from services.provisioning.readmodel import ProvisionsReadModel, SchoolsReadModel
+from shared.auth import Principal, visible_schools
+from shared.errors import ForbiddenError
 from shared.inbox import IncomingEvent
 from shared.store import POSTGRES, ServiceApplication
 
@@ -98,11 +100,33 @@ class ProvisioningApplication(ServiceApplication):
         super().__init__(env)
         self.pupil_cap = pupil_cap(self.env.get(PUPIL_CAP_VARIABLE))
         self.provisions = ProvisionsReadModel(self.table_prefix)
+        self.schools = SchoolsReadModel(self.table_prefix)
         self.conflicts = 0  # saves lost to a concurrent command (and retried)
         with self.transaction() as sql:
             if self.dialect == POSTGRES:  # replicas starting together create tables once
                 sql.execute("SELECT pg_advisory_xact_lock(hashtext('pumpurs-ddl'))")
             self.provisions.create_table(sql)
+            self.schools.create_table(sql)
+
+    # -- the schools, for the tenant policy ------------------------------------------------------
+    def apply_identification_events(self, events: Sequence[IncomingEvent]) -> None:
+        """Consecutive events of identification: only a school's registration matters here."""
+        effects = [
+            e for event in events for e in self.schools.effects_for(event.type, event.payload)
+        ]
+        self.save_tracked(tracking=[event.tracking for event in events], effects=effects)
+
+    def sees(self, user: Principal, school_id: str) -> bool:
+        """Tenancy by the schools known here: identification may have registered schools
+        since the shipped reference data, in any municipality."""
+        return user.sees_school(school_id, lambda s: self.schools.municipality(self.query, s))
+
+    def visible_schools(self, user: Principal, requested: str | None) -> list[str] | None:
+        return visible_schools(user, requested, lambda: self.schools.directory(self.query))
+
+    def check_school_known(self, school_id: str) -> None:
+        if self.schools.municipality(self.query, school_id) is None:
+            raise SchoolNotFoundError(f"no school {school_id} is registered")
 
     # -- loading and saving ------------------------------------------------------------------
     def budget(self, school_id: str, semester: str) -> Budget | None:
@@ -140,7 +164,7 @@ class ProvisioningApplication(ServiceApplication):
     # -- budgets -----------------------------------------------------------------------------
     def get_budget(self, school_id: str, semester: str, user: Principal) -> Budget:
         """The budget, if the school is in the caller's tenant (another school's is 404)."""
-        if not user.sees_school(school_id):
+        if not self.sees(user, school_id):
             raise BudgetNotFoundError(f"no budget is set for {school_id} in {semester}")
         return self.existing_budget(school_id, str(Semester.parse(semester)))
 
@@ -148,7 +172,9 @@ class ProvisioningApplication(ServiceApplication):
         self, school_id: str, semester: str, expected_version: int | None, user: Principal
     ) -> Budget:
         """The budget to set (a new one if none yet), in the caller's tenant, version checked."""
-        user.require_school(school_id)
+        if not self.sees(user, school_id):
+            raise ForbiddenError("this school is outside your tenant")
+        self.check_school_known(school_id)
         budget = self.budget(school_id, str(Semester.parse(semester)))
         check_version(budget, expected_version)
         return budget or Budget(school_id=school_id, semester=semester, by=user.sub)
@@ -172,7 +198,7 @@ class ProvisioningApplication(ServiceApplication):
     def get_provision(self, provision_id: UUID, user: Principal) -> Provision:
         """The provision, if it is in the caller's tenant (another school's is 404)."""
         provision = self.provision(provision_id)
-        if not user.sees_school(provision.school_id):
+        if not self.sees(user, provision.school_id):
             raise ProvisionNotFoundError(f"provision {provision_id} not found")
         return provision
 

@@ -88,6 +88,10 @@ class BudgetNotFoundError(NotFoundError):
     code = "budget_not_found"
 
 
+class SchoolNotFoundError(NotFoundError):
+    code = "school_not_found"
+
+
 class ProvisionNotFoundError(NotFoundError):
     code = "provision_not_found"
 

@@ -1,6 +1,6 @@
-"""Provisioning's read model: one row per provision, for lists and for finding a plan's
-provisions. Kept by effects in the same transaction as the provision's events, so it is
-never behind them."""
+"""Provisioning's read models: one row per provision, for lists and for finding a plan's
+provisions, kept by effects in the same transaction as the provision's events, so it is
+never behind them; and the schools identification registered, for the tenant policy."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from services.provisioning.domain import Provision
+from shared.schools import municipality_of, with_registered
 from shared.store import Sql
 
 Effect = Callable[[Sql], None]
@@ -109,3 +110,40 @@ class ProvisionsReadModel:
             f"SELECT * FROM {self.table} {where}ORDER BY provision_id LIMIT ?", (*params, limit)
         )
         return [dict(row) for row in rows]
+
+
+class SchoolsReadModel:
+    """Which municipality each school identification registered belongs to (the shipped
+    reference schools are known without an event): a municipal coordinator's tenant."""
+
+    def __init__(self, prefix: str) -> None:
+        self.table = f"{prefix}schools"
+
+    def create_table(self, sql: Sql) -> None:
+        sql.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.table} "
+            "(school_id TEXT PRIMARY KEY, municipality TEXT NOT NULL)"
+        )
+
+    def effects_for(self, event_type: str, payload: dict[str, Any]) -> list[Effect]:
+        if event_type != "school_registered":
+            return []
+        row = (payload["school_id"], payload["municipality"])
+
+        def effect(sql: Sql) -> None:
+            sql.execute(
+                f"INSERT INTO {self.table} (school_id, municipality) VALUES (?, ?) "
+                "ON CONFLICT (school_id) DO UPDATE SET municipality = excluded.municipality",
+                row,
+            )
+
+        return [effect]
+
+    def municipality(self, query: Query, school_id: str) -> str | None:
+        rows = query(f"SELECT municipality FROM {self.table} WHERE school_id = ?", (school_id,))
+        return str(rows[0]["municipality"]) if rows else municipality_of(school_id)
+
+    def directory(self, query: Query) -> dict[str, str]:
+        """Every school known here and its municipality."""
+        rows = query(f"SELECT school_id, municipality FROM {self.table}")
+        return with_registered((r["school_id"], r["municipality"]) for r in rows)

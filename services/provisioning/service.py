@@ -34,15 +34,15 @@ from shared.auth import (
     MUNICIPAL_COORDINATOR,
     NATIONAL_COORDINATOR,
     TEACHER,
-    visible_schools,
 )
 from shared.eventstore import EventStore
 from shared.inbox import IncomingEvent, inbox
 from shared.service import ServiceBase
 from shared.web import Call, route
 
-# Most of planning's events need nothing of provisioning but their tracking record; the
-# few that do (a plan approved) wait this long (seconds) for company in one transaction.
+# Most of planning's events, and all of identification's but a school's registration, need
+# nothing of provisioning but their tracking record; they wait this long (seconds) for
+# company in one transaction.
 MOSTLY_NOT_OURS = 0.05
 READERS = (TEACHER, DIRECTOR, MUNICIPAL_COORDINATOR, NATIONAL_COORDINATOR, AUDITOR)
 BUDGET_SETTERS = (MUNICIPAL_COORDINATOR, NATIONAL_COORDINATOR)
@@ -58,6 +58,10 @@ def make_application(env: Mapping[str, str]) -> ProvisioningApplication:
 class ProvisioningService(ServiceBase):
     name = "provisioning"
     app: ProvisioningApplication = EventStore(make_application)
+
+    @inbox("identification", batched=True, linger=MOSTLY_NOT_OURS)
+    def on_identification_events(self, events: list[IncomingEvent]) -> None:
+        self.app.apply_identification_events(events)
 
     @inbox("planning", batched=True, linger=MOSTLY_NOT_OURS)
     def on_planning_events(self, events: list[IncomingEvent]) -> None:
@@ -86,7 +90,7 @@ class ProvisioningService(ServiceBase):
     )
     def list_provisions(self, call: Call) -> Any:
         query = dict(call.query)
-        schools = visible_schools(call.user, query.pop("school_id", None))
+        schools = self.app.visible_schools(call.user, query.pop("school_id", None))
         for key in ("plan_id", "after"):
             query[key] = str(query[key]) if query.get(key) else None
         items = self.app.list_provisions(schools, **query)

@@ -25,13 +25,13 @@ from chaos.faults import FaultRun
 from chaos.history import (
     FULLY_APPROVED,
     SERVICES,
-    SUBSCRIPTIONS,
     Checker,
     Command,
     History,
     Verdict,
 )
 from chaos.proxy import Proxy
+from shared.brokeraccess import SUBSCRIBES
 from shared.testing import Broker, Stores
 
 
@@ -123,13 +123,13 @@ def _fake_system(tmp_path: Path) -> Stores:
             db.executemany(
                 "INSERT INTO stored_events VALUES (?, ?)", [(PUPIL.hex, 1), (PUPIL.hex, 2)]
             )
-            for source in SUBSCRIPTIONS.get(service, ()):
+            for source in SUBSCRIBES.get(service, ()):
                 db.executemany("INSERT INTO tracking VALUES (?, ?)", [(source, 1), (source, 2)])
             db.execute("CREATE TABLE planning_pupils (pupil_id TEXT, applied_events INT)")
             db.execute("INSERT INTO planning_pupils VALUES (?, 2)", (str(PUPIL),))
             db.execute("CREATE TABLE provisioning_provisions (plan_id TEXT, measure_id TEXT)")
             db.execute("CREATE TABLE reporting_journal (source TEXT, notification_id INT)")
-            for source in SUBSCRIPTIONS["reporting"]:
+            for source in SUBSCRIBES["reporting"]:
                 db.executemany(
                     "INSERT INTO reporting_journal VALUES (?, ?)", [(source, 1), (source, 2)]
                 )
@@ -163,7 +163,10 @@ def test_the_checker_counts_a_lost_command_a_missed_delivery_and_a_double_effect
             db.execute(statement)
             db.commit()
 
-    run("provisioning", "DELETE FROM tracking WHERE notification_id = 2")
+    run(
+        "provisioning",
+        "DELETE FROM tracking WHERE application_name = 'planning' AND notification_id = 2",
+    )
     run("planning", "UPDATE planning_pupils SET applied_events = 3")
     verdict = _verdict(stores, history)
     # provisioning missed planning's #2; planning applied the pupil's 2 events as 3.

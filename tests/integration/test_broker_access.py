@@ -60,12 +60,12 @@ def test_a_service_cannot_publish_events_in_another_services_name(system: Any) -
 
 
 def test_a_service_cannot_subscribe_to_events_it_does_not_consume(system: Any) -> None:
-    # Provisioning consumes planning's events only; identification consumes none.
+    # Provisioning consumes identification's and planning's events; identification none.
     with pytest.raises(amqp.exceptions.AccessRefused):
         bind_to_events(
             system.broker.uri_for("provisioning"),
-            "provisioning.from.identification",
-            "identification.#",
+            "provisioning.from.provisioning",
+            "provisioning.#",
         )
     with pytest.raises(amqp.exceptions.AccessRefused):
         bind_to_events(

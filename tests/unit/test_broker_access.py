@@ -58,7 +58,12 @@ def test_a_service_may_not_touch_another_services_queues() -> None:
     for queue in ("planning.from.identification", "planning.dead-letters", "rpc-planning"):
         for pattern in (grant.configure, grant.write, grant.read):
             assert re.fullmatch(pattern, queue) is None, (queue, pattern)
-    for queue in ("provisioning.from.planning", "provisioning.dead-letters", "rpc-provisioning"):
+    for queue in (
+        "provisioning.from.identification",
+        "provisioning.from.planning",
+        "provisioning.dead-letters",
+        "rpc-provisioning",
+    ):
         assert re.fullmatch(grant.read, queue), queue
 
 

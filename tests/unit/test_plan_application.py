@@ -588,6 +588,57 @@ def test_a_delivery_planning_cannot_place_is_passed_over_without_stopping_the_st
     assert app.last_tracked("provisioning") == provisioning.last
 
 
+# -- schools registered since the reference data -------------------------------------------------
+
+
+def riga_school(identification: Identification) -> str:
+    identification.send(
+        "school_registered",
+        str(uuid.uuid4()),
+        {
+            "school_id": "riga-1-vsk",
+            "name": "Rīgas 1. vidusskola",
+            "municipality": "riga",
+            "kind": "general",
+            "owner": "municipal",
+            "grade_from": 1,
+            "grade_to": 12,
+        },
+    )
+    return "riga-1-vsk"
+
+
+def test_a_municipal_coordinator_approves_plans_of_a_school_registered_in_their_municipality(
+    app: PlanningApplication, identification: Identification
+) -> None:
+    school = riga_school(identification)
+    teacher = Principal("t", "teacher", school=school)
+    riga = Principal("r", "municipal_coordinator", municipality="riga")
+    pupil_id = uuid.UUID(identification.pupil(school=school))
+    plan = app.draft_plan(pupil_id=pupil_id, semester="2019-2020-1", consent=CONSENT, user=teacher)
+    plan = app.add_measure(
+        plan.id,
+        kind="psychologist",
+        risk_code="learning.absences",
+        justification="weekly talks",
+        hours=Decimal(6),
+        expected_version=plan.version,
+        user=teacher,
+    )[0]
+    plan = app.submit(plan.id, expected_version=plan.version, user=teacher)
+    plan = app.approve(
+        plan.id, expected_version=plan.version, user=Principal("d", "director", school=school)
+    )
+    assert plan.pending_level == "municipality"
+
+    assert [p["plan_id"] for p in app.list_plans(app.visible_schools(riga, None))] == [str(plan.id)]
+    plan = app.approve(plan.id, expected_version=plan.version, user=riga)
+    assert plan.pending_level == "national"
+    with pytest.raises(PlanNotFoundError):  # Daugavpils' coordinator: not their school
+        app.get_plan(plan.id, COORDINATOR)
+    assert app.list_plans(app.visible_schools(COORDINATOR, school)) == []
+
+
 def test_a_pupil_who_has_left_is_no_longer_listed_at_risk(
     app: PlanningApplication, identification: Identification
 ) -> None:

@@ -21,6 +21,7 @@ from services.provisioning.domain import (
     InvalidAmountError,
     OverPlannedError,
     ProvisionNotFoundError,
+    SchoolNotFoundError,
 )
 from shared.auth import Principal
 from shared.contracts import Envelope, registry
@@ -442,3 +443,61 @@ def test_a_hundred_deliveries_of_ten_cents_add_up_exactly_and_survive_snapshots(
         assert budget_numbers(again) == ("10.00", "0.00", "10.00", "0.00")
     finally:
         again.close()
+
+
+# -- schools registered since the reference data -------------------------------------------------
+
+
+def school_registered(app: ProvisioningApplication, school_id: str, municipality: str) -> None:
+    """Identification's registration of a school, as provisioning's inbox hands it over."""
+    payload = {
+        "school_id": school_id,
+        "name": "Rīgas 1. vidusskola",
+        "municipality": municipality,
+        "kind": "general",
+        "owner": "municipal",
+        "grade_from": 1,
+        "grade_to": 12,
+    }
+    envelope = Envelope(
+        event_id=str(uuid.uuid4()),
+        event_type="school_registered",
+        schema_version=1,
+        source="identification",
+        notification_id=app.last_tracked("identification") + 1,
+        previous_id=app.last_tracked("identification") or None,
+        occurred_at=datetime(2019, 8, 20, tzinfo=UTC),
+        aggregate_id=str(uuid.uuid4()),
+        aggregate_version=1,
+        actor="ilze",
+        payload=payload,
+    )
+    app.apply_identification_events([IncomingEvent(envelope, registry.load(envelope))])
+
+
+def test_a_municipal_coordinator_sets_budgets_of_a_school_registered_in_their_municipality(
+    app: ProvisioningApplication, planning: Planning
+) -> None:
+    school_registered(app, "riga-1-vsk", "riga")
+    assert app.last_tracked("identification") == 1
+    app.set_budget("riga-1-vsk", SEMESTER, amount_eur=D("500.00"), user=RIGA)
+    assert app.get_budget("riga-1-vsk", SEMESTER, RIGA).allocated == D("500.00")
+    planning.approve(a_plan(), {"m1": "60.00"}, school="riga-1-vsk")
+    assert [p["school_id"] for p in app.list_provisions(app.visible_schools(RIGA, None))] == [
+        "riga-1-vsk"
+    ]
+    # Daugavpils' coordinator: not their school.
+    with pytest.raises(ForbiddenError):
+        app.set_budget("riga-1-vsk", SEMESTER, amount_eur=D("1.00"), user=COORDINATOR)
+    with pytest.raises(BudgetNotFoundError):
+        app.get_budget("riga-1-vsk", SEMESTER, COORDINATOR)
+    assert app.list_provisions(app.visible_schools(COORDINATOR, None)) == []
+
+
+def test_a_budget_for_a_school_nobody_registered_is_refused_and_nothing_stored(
+    app: ProvisioningApplication,
+) -> None:
+    for typo in ("daugavpils-10-vsk ", "not-a-school"):
+        with pytest.raises(SchoolNotFoundError):
+            app.set_budget(typo, SEMESTER, amount_eur=D("5.00"), user=IKVD)
+    assert app.head() == 0
