@@ -16,13 +16,14 @@ from typing import Any
 from uuid import UUID
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validates_schema
 from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
 from nameko.extensions import DependencyProvider
 from nameko.standalone.rpc import ClusterRpcProxy
 from nameko.timer import Timer
 from werkzeug.wrappers import Response
 
+from services.reporting.schemas import check_as_of
 from shared.audit import verify_store, witness_anchors
 from shared.auth import (
     AUDITOR,
@@ -84,6 +85,10 @@ class VerificationSchema(Schema):
 
 class AsOfQuerySchema(Schema):
     as_of = fields.AwareDateTime(default_timezone=UTC)
+
+    @validates_schema
+    def check(self, data: dict[str, Any], **kwargs: Any) -> None:
+        check_as_of(data)  # as the ESF report: a future as_of is 400
 
 
 # -- asking the services --------------------------------------------------------------------

@@ -16,7 +16,9 @@ Rows, by table (money and hours in hundredths, exact integers):
   the grade and the kind of the school the pupil was registered at;
 - ``signs``: (pupil_id, risk_group, code, observed_on) -> school_id, resolved_on: one row
   per time a risk sign was recorded; ``resolved_on`` is the UTC date on which
-  identification recorded the resolution (the event's occurred-at), empty while open;
+  identification recorded the resolution (the event's occurred-at), or, for a sign still
+  open when its pupil left school (``pupil_departed``: identification leaves the pupil's
+  signs as they were), the day of the departure; empty while open;
 - ``plans``: plan_id -> pupil_id, school_id, semester, status, supported,
   previous_plan_id, outcome, approved_on. ``status`` follows planning's events exactly as
   planning's own aggregate does; ``supported`` is 1 once the plan was fully approved
@@ -147,6 +149,9 @@ class State(Protocol):
     def open_sign(self, pupil_id: str, group: str, code: str) -> str | None:
         """The observed_on of the pupil's unresolved sign of this code, if any."""
 
+    def open_signs(self, pupil_id: str) -> list[tuple[Key, Row]]:
+        """Every unresolved sign row of the pupil."""
+
     def plans_of(self, pupil_id: str) -> list[tuple[Key, Row]]:
         """Every plan row of the pupil."""
 
@@ -208,6 +213,14 @@ def _risk_sign_resolved(s: State, pupil_id: str, p: Mapping[str, Any], occurred_
     row = s.get("signs", key)
     if row is not None:
         s.put("signs", key, [row[0], utc_date(occurred_at)])
+
+
+def _pupil_departed(s: State, pupil_id: str, p: Mapping[str, Any], _: str) -> None:
+    """A pupil who left school is at risk up to the departure, not after: identification
+    resolves none of the pupil's signs, so each still open ends on the day of departure.
+    (A resolution identification records later finds none open and changes nothing.)"""
+    for key, row in s.open_signs(pupil_id):
+        s.put("signs", key, [row[0], p["on"]])
 
 
 # -- planning ------------------------------------------------------------------------------
@@ -462,6 +475,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "pupil_registered": _pupil_registered,
         "risk_sign_recorded": _risk_sign_recorded,
         "risk_sign_resolved": _risk_sign_resolved,
+        "pupil_departed": _pupil_departed,
     },
     "planning": {
         "plan_drafted": _plan_drafted,
@@ -496,8 +510,8 @@ RULES: dict[str, dict[str, Rule]] = {
     },
     REPORTING: {AGE_BAND_ANSWERED: _age_band_answered},
 }
-"""Events not named here (a measure added, an approval at one level, a confirmation, a
-departure...) are journalled and change no row: no indicator depends on them."""
+"""Events not named here (a measure added, an approval at one level, a confirmation...)
+are journalled and change no row: no indicator depends on them."""
 
 _NO_RULES: dict[str, Rule] = {}
 # The same, by (source, event type): what a rebuild looks up for every journal entry.

@@ -1,7 +1,8 @@
 """The programme's gauges for operators' dashboards, computed from the read models when
 ``/metrics`` is scraped: no ids, and labels from fixed lists only.
 
-- ``pumpurs_programme_pupils_at_risk``: pupils with at least one risk sign not resolved;
+- ``pumpurs_programme_pupils_at_risk``: pupils with at least one risk sign not resolved
+  (a departed pupil's signs end with the departure);
 - ``pumpurs_programme_plans{status}``: plans of every semester by current status;
 - ``pumpurs_programme_budget_eur{state}``: the schools' budgets of every semester added up,
   ``allocated``, ``committed`` (reserved, not yet delivered) and ``spent``;

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.reporting.domain import Key, Row
+from services.reporting.domain import Key, Row, risk_group
 from shared.schools import reference_schools
 from shared.store import SQLITE, Sql
 
@@ -27,7 +27,8 @@ Query = Callable[..., list[Any]]
 
 # Raise when a table's definition or a rule changes: the service then rebuilds the read
 # models from the journal when it starts (or ``pumpurs migrate reporting`` does).
-READ_MODEL_VERSION = 4
+# 5: a departure ends the departed pupil's open signs (``pupil_departed``).
+READ_MODEL_VERSION = 5
 
 
 @dataclass(frozen=True)
@@ -244,8 +245,8 @@ class SqlState:
     """Rows read and written inside an open transaction, written back by ``flush``.
 
     The events of a batch share one: a row several of them change (a school's counters)
-    is read once and written once. Its own queries (``open_sign``, ``plans_of``) read the
-    tables, so they write back what is pending first."""
+    is read once and written once. Its own queries (``open_sign``, ``open_signs``,
+    ``plans_of``) read the tables, so they write back what is pending first."""
 
     def __init__(self, sql: Sql, models: ReadModels) -> None:
         self.sql = sql
@@ -308,6 +309,16 @@ class SqlState:
         ).fetchone()
         return None if row is None else str(row["observed_on"])
 
+    def open_signs(self, pupil_id: str) -> list[tuple[Key, Row]]:
+        self.flush()
+        rows = self.sql.execute(
+            f"SELECT risk_group, code, observed_on, school_id FROM {self.models['signs']} "
+            "WHERE pupil_id = ? AND resolved_on IS NULL ORDER BY risk_group, code, observed_on",
+            (pupil_id,),
+        ).fetchall()
+        keys = ("risk_group", "code", "observed_on")
+        return [((pupil_id, *(row[k] for k in keys)), [row["school_id"], None]) for row in rows]
+
     def plans_of(self, pupil_id: str) -> list[tuple[Key, Row]]:
         self.flush()
         values = BY_NAME["plans"].values
@@ -326,7 +337,8 @@ class MemoryState:
 
     def __init__(self) -> None:
         self.tables: dict[str, dict[Key, Row]] = {table.name: {} for table in TABLES}
-        self._open: dict[tuple[str, str], str] = {}
+        # pupil_id -> code -> observed_on of the pupil's unresolved sign of that code
+        self._open: dict[str, dict[str, str]] = {}
         self._plans_of: dict[str, list[Key]] = {}
 
     def get(self, name: str, key: Key) -> Row | None:
@@ -339,13 +351,26 @@ class MemoryState:
         elif name == "signs":
             pupil_id, _, code, observed_on = key
             if row[1] is None:
-                self._open[(pupil_id, code)] = observed_on
-            elif self._open.get((pupil_id, code)) == observed_on:
-                del self._open[(pupil_id, code)]
+                self._open.setdefault(pupil_id, {})[code] = observed_on
+            else:
+                codes = self._open.get(pupil_id)
+                if codes is not None and codes.get(code) == observed_on:
+                    del codes[code]
+                    if not codes:
+                        del self._open[pupil_id]
         table[key] = row
 
     def open_sign(self, pupil_id: str, group: str, code: str) -> str | None:
-        return self._open.get((pupil_id, code))
+        codes = self._open.get(pupil_id)
+        return None if codes is None else codes.get(code)
+
+    def open_signs(self, pupil_id: str) -> list[tuple[Key, Row]]:
+        signs = self.tables["signs"]
+        keys = [
+            (pupil_id, risk_group(code), code, observed_on)
+            for code, observed_on in sorted(self._open.get(pupil_id, {}).items())
+        ]
+        return [(key, list(signs[key])) for key in keys]
 
     def plans_of(self, pupil_id: str) -> list[tuple[Key, Row]]:
         plans = self.tables["plans"]

@@ -29,8 +29,9 @@ Definitions (the figures auditors trace back with ``?explain=<indicator>``):
 - ``institutions_supported``: schools with at least one supported plan in the period.
 - ``pupils_at_risk``: distinct pupils with a risk sign that was open at some time in the
   period: observed on or before the period's last day and not resolved before its first
-  day. ``by_group``: the same per risk group (a pupil with signs in two groups counts in
-  each).
+  day. A sign still open when its pupil left school ends on the day of the departure, so
+  a departed pupil counts up to the departure and not after. ``by_group``: the same per
+  risk group (a pupil with signs in two groups counts in each).
 - ``plans_by_status``: every plan of the period (drafts included) by its current status.
 - ``plans_continued``: plans of the period that continue a plan of an earlier semester
   (drafted by ``continue``), deactivated ones excepted.

@@ -15,6 +15,13 @@ from shared.vocabulary import AGE_BANDS
 FORMATS = ("json", "csv", "xlsx")
 
 
+def check_as_of(data: dict[str, Any]) -> None:
+    """No moment in the future: nothing is known of it yet (the ESF report, a plan's past
+    state)."""
+    if "as_of" in data and data["as_of"] > datetime.now(UTC):
+        raise ValidationError("as_of is in the future", "as_of")
+
+
 class EsfQuerySchema(Schema):
     semester = fields.String(validate=validate.Length(max=20))
     school_year = fields.String(validate=validate.Length(max=20))
@@ -28,8 +35,7 @@ class EsfQuerySchema(Schema):
     def check(self, data: dict[str, Any], **kwargs: Any) -> None:
         if ("semester" in data) == ("school_year" in data):
             raise ValidationError("give either semester or school_year", "semester")
-        if "as_of" in data and data["as_of"] > datetime.now(UTC):
-            raise ValidationError("as_of is in the future", "as_of")
+        check_as_of(data)
         if "explain" in data and data["format"] != "json":
             raise ValidationError("an explanation is answered in JSON only", "format")
 

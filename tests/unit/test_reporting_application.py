@@ -24,6 +24,7 @@ from eventsourcing.persistence import IntegrityError
 from marshmallow import ValidationError
 
 from services.reporting.application import ReportingApplication, ReportRequest
+from services.reporting.audit import AsOfQuerySchema
 from services.reporting.export import BREAKDOWNS, to_csv, to_xlsx
 from services.reporting.report import (
     MunicipalityNotFoundError,
@@ -38,6 +39,7 @@ from shared.errors import ForbiddenError
 from shared.inbox import IncomingEvent
 from shared.store import store_env
 from shared.testing import Stores
+from shared.web import schema_instance
 
 SEM1, SEM2 = "2019-2020-1", "2019-2020-2"
 TEN, ELEVEN = "daugavpils-10-vsk", "daugavpils-11-psk"
@@ -557,6 +559,124 @@ def test_a_backlog_applied_in_batches_gives_the_rows_a_rebuild_gives(
     assert rebuilt is not None and rebuilt.digest == batched
 
 
+DROPPED_OUT_ON = "2019-11-15"
+
+
+def before_departure(f: Feed) -> tuple[str, str, str]:
+    """A pupil with two open signs and a supported semester I plan, and another pupil with
+    an open sign: the one who will leave, the one who stays, and the first one's plan."""
+    gone, stays = f.pupil(TEN, 8, "M"), f.pupil(TEN, 7, "F")
+    f.sign(gone, "learning.absences", "2019-10-01")
+    f.sign(gone, "economic.paid_work", "2019-10-20")
+    f.sign(stays, "learning.gaps", "2019-10-01")
+    plan_id = f.plan(gone, TEN, SEM1)
+    f.approve(plan_id, gone, TEN, SEM1)
+    return gone, stays, plan_id
+
+
+def depart(f: Feed, pupil_id: str, plan_id: str) -> None:
+    """The pupil drops out on 2019-11-15: planning closes the plan; identification leaves
+    the pupil's signs as they were, and resolves one of them later."""
+    departure = {"reason": "dropped_out", "on": DROPPED_OUT_ON, "to_school_id": None}
+    on = datetime(2019, 11, 18, tzinfo=UTC)
+    f.send("identification", "pupil_departed", pupil_id, departure, on)
+    closed = {"outcome": "left_education", "cause": "pupil_departed"}
+    f.send("planning", "plan_closed", plan_id, closed, on)
+    f.resolve(pupil_id, "learning.absences", datetime(2020, 3, 2, tzinfo=UTC))
+
+
+def departure_story(f: Feed) -> tuple[str, str]:
+    gone, stays, plan_id = before_departure(f)
+    depart(f, gone, plan_id)
+    return gone, stays
+
+
+def risk_figures(app: ReportingApplication, period: Period, **kwargs: Any) -> dict[str, Any]:
+    figures: dict[str, Any] = report(app, period=period, **kwargs)["indicators"]["pupils_at_risk"]
+    return figures
+
+
+def test_a_departed_pupil_is_at_risk_up_to_the_departure_and_not_after(
+    app: ReportingApplication,
+) -> None:
+    f = Feed(app)
+    gone, stays, plan_id = before_departure(f)
+    earlier = report(app, period=Period.semester(SEM2))
+    assert earlier["indicators"]["pupils_at_risk"]["total"] == 2  # as known then
+    depart(f, gone, plan_id)
+
+    first = risk_figures(app, Period.semester(SEM1))  # left in it: at risk until then
+    assert first == {
+        "total": 2,
+        "by_group": {"learning": 2, "economic": 1, "family": 0, "social_health": 0},
+    }
+    second = risk_figures(app, Period.semester(SEM2))
+    assert second == {
+        "total": 1,
+        "by_group": {"learning": 1, "economic": 0, "family": 0, "social_health": 0},
+    }
+    assert risk_figures(app, Period.school_year("2019-2020"))["total"] == 2
+    assert risk_figures(app, Period.school_year("2021-2022"))["total"] == 1
+    explained = report(app, period=Period.semester(SEM2), explain="pupils_at_risk")["explain"]
+    assert explained["pupil_ids"] == [stays]
+    assert app.programme_figures()["pupils_at_risk"] == 1
+
+    # Support is defined by plans, not signs: the departure changes none of it.
+    supported = report(app)["indicators"]
+    assert supported["pupils_supported"]["total"] == supported["institutions_supported"] == 1
+    assert supported["result"] == {"continued": 0, "left": 1, "share": 0.0}
+
+    # as_of replays and a rebuild reach what the live fold reached.
+    as_of = datetime.fromisoformat(earlier["as_of"].replace("Z", "+00:00"))
+    assert report(app, period=Period.semester(SEM2), as_of=as_of) == earlier
+    for period in (Period.semester(SEM1), Period.semester(SEM2), Period.school_year("2021-2022")):
+        live = report(app, period=period)
+        now = datetime.fromisoformat(live["as_of"].replace("Z", "+00:00"))
+        assert report(app, period=period, as_of=now) == live
+    digest = app.digest()
+    rebuilt = app.rebuild()
+    assert rebuilt is not None and rebuilt.digest == digest
+
+
+def test_a_departure_in_a_batch_gives_the_rows_a_rebuild_gives(
+    app: ReportingApplication, held: list[IncomingEvent]
+) -> None:
+    """The signs, the departure and a later resolution reach reporting in one batch: the
+    departure closes the signs recorded earlier in the same batch."""
+    departure_story(Feed(app))
+    for source in ("identification", "planning"):  # each inbox its own events, in order
+        app.receive_all([event for event in held if event.envelope.source == source])
+    assert risk_figures(app, Period.semester(SEM2))["total"] == 1
+    assert app.programme_figures()["pupils_at_risk"] == 1
+    batched = app.digest()
+    rebuilt = app.rebuild()
+    assert rebuilt is not None and rebuilt.digest == batched
+
+
+def test_read_models_that_kept_departed_pupils_at_risk_are_rebuilt(stores: Stores) -> None:
+    """Read models of version 4 left a departed pupil's signs open: a deployment that
+    has them rebuilds them when it starts."""
+    env = environment(stores)
+    first = ReportingApplication(env)
+    gone, _ = departure_story(Feed(first))
+    digest = first.digest()
+    with first.transaction() as sql:  # the rows version 4 left
+        sql.execute(
+            f"UPDATE {first.models['signs']} SET resolved_on = NULL "
+            "WHERE pupil_id = ? AND resolved_on = ?",
+            (gone, DROPPED_OUT_ON),
+        )
+        sql.execute(f"UPDATE {first.models.meta} SET value = '4' WHERE name = 'version'")
+    assert first.programme_figures()["pupils_at_risk"] == 2
+    first.close()
+    again = ReportingApplication(env)
+    try:
+        assert again.digest() == digest
+        assert again.programme_figures()["pupils_at_risk"] == 1
+    finally:
+        again.close()
+
+
 def test_a_duplicate_changes_nothing(app: ReportingApplication, scenario: Scenario) -> None:
     f = scenario.feed
     event = f.send(
@@ -672,6 +792,25 @@ def test_invalid_parameters_are_refused_naming_the_field(query: dict[str, str], 
     with pytest.raises(ValidationError) as raised:
         EsfQuerySchema().load(query)
     assert field in raised.value.messages
+
+
+@pytest.mark.parametrize(
+    "as_of", [datetime.now(UTC) + timedelta(days=1), datetime.now(UTC) + timedelta(minutes=5)]
+)
+def test_a_plan_as_of_a_future_time_is_refused_as_the_report_refuses_it(as_of: datetime) -> None:
+    schema = schema_instance(AsOfQuerySchema)  # as the route loads its query
+    with pytest.raises(ValidationError) as refused:
+        schema.load({"as_of": as_of.isoformat()})
+    assert refused.value.messages == {"as_of": ["as_of is in the future"]}
+    with pytest.raises(ValidationError) as report_refused:
+        EsfQuerySchema().load({"semester": SEM1, "as_of": as_of.isoformat()})
+    assert report_refused.value.messages == refused.value.messages
+    # Everything else as before: a past time (without a zone: UTC), none, or not a time.
+    assert schema.load({"as_of": "2019-10-01T12:00:00"}) == {"as_of": ON}
+    assert schema.load({}) == {}
+    with pytest.raises(ValidationError) as garbled:
+        schema.load({"as_of": "soon"})
+    assert list(garbled.value.messages) == ["as_of"]
 
 
 def test_the_programme_figures_come_from_the_read_models(
