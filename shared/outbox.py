@@ -84,6 +84,39 @@ def outgoing(envelope: Envelope) -> Outgoing:
     )
 
 
+class Confirms:
+    """Which of a channel's messages the broker has confirmed. It may confirm them out of
+    order (a message is confirmed once every queue it went to took it, an unroutable one at
+    once), singly or as "all up to this tag": a later message's ack says nothing of an
+    earlier one, and a refusal (nack) counts only for the messages it names."""
+
+    def __init__(self) -> None:
+        self.published = 0
+        self.confirmed_up_to = 0  # every tag up to here is acked
+        self._acked_above: set[int] = set()
+        self.refused = 0
+
+    def expect(self, count: int) -> None:
+        self.published += count
+
+    @property
+    def settled(self) -> bool:
+        return self.refused > 0 or self.confirmed_up_to >= self.published
+
+    def ack(self, delivery_tag: int, multiple: bool) -> None:
+        if multiple:
+            self.confirmed_up_to = max(self.confirmed_up_to, delivery_tag)
+            self._acked_above = {t for t in self._acked_above if t > delivery_tag}
+        else:
+            self._acked_above.add(delivery_tag)
+        while self.confirmed_up_to + 1 in self._acked_above:
+            self.confirmed_up_to += 1
+            self._acked_above.discard(self.confirmed_up_to)
+
+    def nack(self, delivery_tag: int, multiple: bool) -> None:
+        self.refused += 1
+
+
 class ConfirmingPublisher:
     """Publishes batches on one channel in confirm mode and waits for all confirms once."""
 
@@ -92,15 +125,7 @@ class ConfirmingPublisher:
         self._timeout = confirm_timeout
         self._connection: Connection | None = None
         self._channel: Any = None
-        self._acked = 0
-        self._nacked = 0
-        self._published = 0
-
-    def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
-        self._acked = delivery_tag if multiple else max(self._acked, delivery_tag)
-
-    def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
-        self._nacked += 1
+        self._confirms = Confirms()
 
     def connect(self) -> None:
         if self._channel is not None:
@@ -109,11 +134,11 @@ class ConfirmingPublisher:
         connection.connect()
         check_shared_exchanges(connection)
         channel = connection.connection.channel()
-        channel.events["basic_ack"].add(self._on_ack)
-        channel.events["basic_nack"].add(self._on_nack)
+        confirms = self._confirms = Confirms()  # delivery tags start again on a new channel
+        channel.events["basic_ack"].add(confirms.ack)
+        channel.events["basic_nack"].add(confirms.nack)
         channel.confirm_select()
         self._connection, self._channel = connection, channel
-        self._acked = self._nacked = self._published = 0
 
     def close(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None
@@ -144,13 +169,13 @@ class ConfirmingPublisher:
         )
         connection.transport.write(frames)
         connection.bytes_sent += 1  # py-amqp's heartbeat bookkeeping: we did send
-        self._published += len(envelopes)
+        self._confirms.expect(len(envelopes))
         self._wait_for_confirms()
 
     def _wait_for_confirms(self) -> None:
         deadline = time.monotonic() + self._timeout
         assert self._connection is not None
-        while self._acked < self._published and not self._nacked:
+        while not self._confirms.settled:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self.close()
@@ -159,7 +184,7 @@ class ConfirmingPublisher:
                 self._connection.connection.drain_events(timeout=min(remaining, 1.0))
             except TimeoutError:
                 continue
-        if self._nacked:
+        if self._confirms.refused:
             self.close()
             raise PublishNotConfirmedError("broker refused part of the batch")
 
