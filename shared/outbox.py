@@ -303,6 +303,7 @@ class Relay:
         self.publisher.publish_batch(envelopes)
         self._published = envelopes[-1].notification_id
         self._proven_at = time.monotonic()  # the broker confirmed: the connection works
+        self.connected = True  # so readiness holds while a backlog is drained
         self._record_if_due()
         if not full:
             self._observe(backlog=0, oldest=None)
