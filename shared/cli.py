@@ -47,6 +47,7 @@ def nameko_config(service: str, environ: dict[str, str]) -> dict[str, Any]:
         "RELAY_POLL_INTERVAL": float(environ.get("PUMPURS_RELAY_POLL_INTERVAL", "0.2")),
         "CATCH_UP_INTERVAL": float(environ.get("PUMPURS_CATCH_UP_INTERVAL", "5.0")),
         "INBOX_BATCH": int(environ.get("PUMPURS_INBOX_BATCH", "20")),
+        "CATCH_UP_TIMEOUT": float(environ.get("PUMPURS_CATCH_UP_TIMEOUT", "10.0")),
         "HEARTBEAT": 30,
         "SERVICE_CONTAINER_CLS": "shared.container.Container",
         **rate_limit_config(environ),

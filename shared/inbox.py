@@ -29,6 +29,7 @@ from typing import Any
 
 from eventlet.event import Event as GreenEvent
 from eventsourcing.persistence import IntegrityError, Tracking
+from nameko.exceptions import RpcTimeout, UnknownService
 from nameko.extensions import Entrypoint
 from nameko.messaging import QueueConsumer
 
@@ -49,6 +50,9 @@ log = logging.getLogger(__name__)
 DEFAULT_DELIVERY_LIMIT = 5
 DEFAULT_BATCH = 20  # a batch's commit grows with it, and so does the wait of its first message
 STORE_RETRY_SECONDS = 1.0  # between tries of a message held while the store is down
+DEFAULT_CATCH_UP_TIMEOUT = 10.0  # seconds a source has to answer for its events
+# A source that does not answer for a gap's events: down, restarting, or not there yet.
+SOURCE_AWAY = (RpcTimeout, UnknownService, *BROKER_ERRORS)
 
 
 def _chunks(events: list[IncomingEvent], size: int) -> Iterator[list[IncomingEvent]]:
@@ -72,6 +76,11 @@ class IncomingEvent:
         return self.envelope.event_type
 
 
+class SourceNotAnsweringError(RuntimeError):
+    """The source did not answer for the events of a gap: the message is held, as in a
+    store outage, not retried until its deliveries run out."""
+
+
 class GapNotFilledError(RuntimeError):
     """The source could not (yet) provide the events before this message."""
 
@@ -89,6 +98,15 @@ class InboxQueueConsumer(QueueConsumer):
         log.warning("undecodable message dead-lettered (%s)", type(exc).__name__)
         _settle(message.reject, requeue=False)
         provider._count("dead_lettered")
+
+
+def _not_answering(exc: BaseException) -> str | None:
+    """Who is not answering, if that is why applying failed: then the message is held."""
+    if store_not_answering(exc):
+        return "store"
+    if isinstance(exc, SourceNotAnsweringError):
+        return "source"
+    return None
 
 
 def _settle(action: Callable[..., Any], **kwargs: Any) -> None:
@@ -150,7 +168,8 @@ class Inbox(Entrypoint):
         self.metrics = metrics_for(self.container)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._rpc = KeptRpcProxy(dict(config), service, timeout=10)
+        timeout = float(config.get("CATCH_UP_TIMEOUT", DEFAULT_CATCH_UP_TIMEOUT))
+        self._rpc = KeptRpcProxy(dict(config), service, timeout=timeout)
         self._dead_letters: Any = None  # (connection, dead-letter queue), kept between looks
         self._known_head = 0
         self._last: int | None = None  # last applied notification id, see _last_applied
@@ -241,13 +260,15 @@ class Inbox(Entrypoint):
                 with self._lock:
                     return self._apply_in_order(event)
             except Exception as exc:
-                if not store_not_answering(exc) or self._stopping.is_set():
+                away = _not_answering(exc)
+                if away is None or self._stopping.is_set():
                     raise
                 if not held:
                     held = True
                     self._count("held")
                     log.warning(
-                        "store not answering: holding %s #%s until it does",
+                        "%s not answering: holding %s #%s until it does",
+                        away,
                         self.source,
                         event.envelope.notification_id,
                     )
@@ -255,7 +276,6 @@ class Inbox(Entrypoint):
 
     def _apply_in_order(self, event: IncomingEvent) -> str:
         envelope = event.envelope
-        self._known_head = max(self._known_head, envelope.notification_id)
         if envelope.notification_id <= self._last_applied():
             batched = envelope.notification_id in self._batched
             self._batched.discard(envelope.notification_id)
@@ -266,6 +286,9 @@ class Inbox(Entrypoint):
                 raise GapNotFilledError(
                     f"{self.source} did not provide events up to #{envelope.previous_id}"
                 )
+        # Only a message that follows on counts towards the head: a stray id (a malformed
+        # or forged message that leaves a gap) would otherwise pin the lag metric high.
+        self._known_head = max(self._known_head, envelope.notification_id)
         self._linger(event)
         return "ok" if self._apply(event, self._following(event)) else "duplicate"
 
@@ -312,9 +335,9 @@ class Inbox(Entrypoint):
     def _catch_up_loop(self) -> None:
         failing = False  # said once when catch-up stops working and once when it works again
         while not self._stopping.is_set():
+            self._look_at_dead_letters()
             try:
                 self._catch_up()
-                self._observe_dead_letters()
             except Exception as exc:
                 level = logging.DEBUG if failing else logging.WARNING
                 log.log(
@@ -326,7 +349,6 @@ class Inbox(Entrypoint):
                 )
                 failing = True
                 self._close_rpc()
-                self._close_dead_letters()
             else:
                 if failing:
                     log.info("catch-up from %s works again", self.source)
@@ -367,7 +389,13 @@ class Inbox(Entrypoint):
     def _fill_gap(self, until: int) -> None:
         """Called with the lock held: apply the source's events up to ``until``."""
         while (last := self._last_applied()) < until:
-            events = self._pull(after=last, until=until)
+            try:
+                events = self._pull(after=last, until=until)
+            except SOURCE_AWAY as exc:
+                self._close_rpc()
+                raise SourceNotAnsweringError(
+                    f"{self.source} did not answer for its events after #{last}"
+                ) from exc
             if not events:
                 return
             for chunk in _chunks(events, self.batch):
@@ -466,6 +494,14 @@ class Inbox(Entrypoint):
     def _observe_lag(self) -> None:
         lag = max(self._known_head - self._last_applied(), 0)
         self.metrics.consumer_lag.labels(self.metrics.service, self.source).set(lag)
+
+    def _look_at_dead_letters(self) -> None:
+        """On its own: the gauge must move while a source or the store is away too."""
+        try:
+            self._observe_dead_letters()
+        except Exception as exc:
+            log.debug("dead letters not counted (%s)", type(exc).__name__)
+            self._close_dead_letters()
 
     def _observe_dead_letters(self) -> None:
         """Kept connected between looks: a connection opened every few seconds by each
