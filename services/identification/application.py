@@ -285,15 +285,28 @@ class IdentificationApplication(ServiceApplication):
         return pupil_id, new.wrap(key), new.code_digest(code)
 
     def fold_deleted_pages(self) -> None:
-        """SQLite: fold the WAL (which still holds old page images) into the file."""
+        """Leave no readable copy of a deleted key row in the database's files. SQLite:
+        fold the WAL (which still holds old page images) into the file. PostgreSQL: a
+        deleted row stays in its table and index pages (a dead tuple) until the space is
+        reused, so the key table, a row a pupil, is written afresh."""
+        if self.dialect == POSTGRES:
+            self.rewrite_vault()
+            return
         database = self.env.get("SQLITE_DBNAME")
-        if self.dialect == POSTGRES or not database or ":memory:" in database:
+        if not database or ":memory:" in database:
             return
         if not checkpoint(database):
             log.warning(
                 "the WAL could not be truncated after an erasure: old page images "
                 "stay in it until a later checkpoint truncates it"
             )
+
+    def rewrite_vault(self) -> None:
+        # VACUUM FULL runs outside a transaction (pooled connections are in autocommit) and
+        # holds the table for the moment it takes: registrations and reads wait that long.
+        datastore = self.recorder.datastore  # type: ignore[attr-defined]
+        with datastore.get_connection() as conn:
+            conn.execute(f"VACUUM FULL {self.vault.table}")
 
     def read_pupil(self, pupil: Pupil, *, reader: str, role: str) -> dict[str, Any]:
         """The pupil with its personal data, after recording who reads it."""

@@ -1,6 +1,7 @@
 """Erasure on the store under test: after it, the database files (SQLite's raw bytes, or
-pg_dump's output) hold neither the pupil's name nor personal code in any form, nor what
-would unlock them; the pupil id keeps working. And every read of personal data is on record."""
+PostgreSQL's dump and its tables' and indexes' files) hold neither the pupil's name nor
+personal code in any form, nor what would unlock them; the pupil id keeps working. And every
+read of personal data is on record."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from shared.testing import Client, ServiceProcess, running
+from shared.testing import Client, ServiceProcess, postgres_conninfo, running
 
 SCHOOL = "daugavpils-10-vsk"
 # Canary values: nothing else in the database could contain them by chance.
@@ -70,10 +71,30 @@ def database_image(system: Any) -> bytes:
             capture_output=True,
             check=True,
         )
-        return dump.stdout
+        return dump.stdout + relation_files(system)
     files = sorted(system.stores.data_dir.glob("identification.sqlite*"))
     assert files, "no SQLite files"
     return b"".join(path.read_bytes() for path in files)
+
+
+def relation_files(system: Any) -> bytes:
+    """The raw files of identification's tables and indexes, as the server keeps them on disk
+    (read through the server, as its superuser): deleted rows linger there, not in a dump."""
+    import psycopg
+
+    conninfo = postgres_conninfo(os.environ, system.stores.database("identification"))
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")  # the pages in shared memory, written out
+        paths = conn.execute(
+            "SELECT pg_relation_filepath(oid) FROM pg_class "
+            "WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'i', 't')"
+        ).fetchall()
+        files = [
+            conn.execute("SELECT pg_read_binary_file(%s)", (path,)).fetchone()
+            for (path,) in paths
+            if path
+        ]
+    return b"".join(bytes(row[0]) for row in files if row)
 
 
 def leaked(image: bytes, secrets: dict[str, set[bytes]]) -> list[str]:
