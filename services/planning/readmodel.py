@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from services.planning.domain import ACTIVE, INACTIVE, Plan, PupilView, SchoolView
-from shared.schools import municipality_of, reference_schools, with_registered
+from shared.schools import RegisteredSchools, reference_schools
 from shared.store import Sql, add_missing_columns
 
 Effect = Callable[[Sql], None]
@@ -167,7 +167,7 @@ class PupilsReadModel:
         ]
 
 
-class SchoolsReadModel:
+class SchoolsReadModel(RegisteredSchools):
     """Schools as identification registers them; the shipped reference data until then."""
 
     def __init__(self, prefix: str) -> None:
@@ -201,15 +201,6 @@ class SchoolsReadModel:
                 p["grade_to"],
             ),
         )
-
-    def municipality(self, query: Query, school_id: str) -> str | None:
-        rows = query(f"SELECT municipality FROM {self.table} WHERE school_id = ?", (school_id,))
-        return str(rows[0]["municipality"]) if rows else municipality_of(school_id)
-
-    def directory(self, query: Query) -> dict[str, str]:
-        """Every school known here and its municipality."""
-        rows = query(f"SELECT school_id, municipality FROM {self.table}")
-        return with_registered((r["school_id"], r["municipality"]) for r in rows)
 
     def get(self, query: Query, school_id: str) -> SchoolView:
         rows = query(f"SELECT kind, owner FROM {self.table} WHERE school_id = ?", (school_id,))

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from services.provisioning.domain import Provision
-from shared.schools import municipality_of, with_registered
+from shared.schools import RegisteredSchools
 from shared.store import Sql
 
 Effect = Callable[[Sql], None]
@@ -112,7 +112,7 @@ class ProvisionsReadModel:
         return [dict(row) for row in rows]
 
 
-class SchoolsReadModel:
+class SchoolsReadModel(RegisteredSchools):
     """Which municipality each school identification registered belongs to (the shipped
     reference schools are known without an event): a municipal coordinator's tenant."""
 
@@ -138,12 +138,3 @@ class SchoolsReadModel:
             )
 
         return [effect]
-
-    def municipality(self, query: Query, school_id: str) -> str | None:
-        rows = query(f"SELECT municipality FROM {self.table} WHERE school_id = ?", (school_id,))
-        return str(rows[0]["municipality"]) if rows else municipality_of(school_id)
-
-    def directory(self, query: Query) -> dict[str, str]:
-        """Every school known here and its municipality."""
-        rows = query(f"SELECT school_id, municipality FROM {self.table}")
-        return with_registered((r["school_id"], r["municipality"]) for r in rows)

@@ -103,7 +103,9 @@ def draft(app: PlanningApplication, pupil_id: str, semester: str = "2019-2020-1"
     )
 
 
-def with_measure(app: PlanningApplication, plan: Any) -> tuple[Any, str]:
+def with_measure(
+    app: PlanningApplication, plan: Any, author: Principal = TEACHER
+) -> tuple[Any, str]:
     return app.add_measure(
         plan.id,
         kind="psychologist",
@@ -111,7 +113,7 @@ def with_measure(app: PlanningApplication, plan: Any) -> tuple[Any, str]:
         justification="weekly talks",
         hours=Decimal(6),
         expected_version=plan.version,
-        user=TEACHER,
+        user=author,
     )
 
 
@@ -616,15 +618,7 @@ def test_a_municipal_coordinator_approves_plans_of_a_school_registered_in_their_
     riga = Principal("r", "municipal_coordinator", municipality="riga")
     pupil_id = uuid.UUID(identification.pupil(school=school))
     plan = app.draft_plan(pupil_id=pupil_id, semester="2019-2020-1", consent=CONSENT, user=teacher)
-    plan = app.add_measure(
-        plan.id,
-        kind="psychologist",
-        risk_code="learning.absences",
-        justification="weekly talks",
-        hours=Decimal(6),
-        expected_version=plan.version,
-        user=teacher,
-    )[0]
+    plan = with_measure(app, plan, teacher)[0]
     plan = app.submit(plan.id, expected_version=plan.version, user=teacher)
     plan = app.approve(
         plan.id, expected_version=plan.version, user=Principal("d", "director", school=school)
