@@ -22,6 +22,7 @@ from services.identification.audit import PersonalDataReads
 from services.identification.crypto import KeyRing, PupilKey, master_key
 from services.identification.domain import (
     ASSESSMENT,
+    DEPARTED,
     PersonalData,
     Pupil,
     PupilErasedError,
@@ -135,11 +136,30 @@ class IdentificationApplication(ServiceApplication):
     def register_pupil(
         self, *, school_id: str, grade: int, gender: str, by: str, **personal: Any
     ) -> Pupil:
+        """A new pupil; or, for the personal code of a pupil who left school, that pupil
+        back at school (a transfer, a return from abroad, a dropout coming back)."""
         check_grade(self.school(school_id), grade)
-        new = self.new_pupil(school_id, grade, gender, PersonalData.checked(**personal), by)
-        self.check_code_free(new.digest)
+        data = PersonalData.checked(**personal)
+        digest = self.keyring.code_digest(data.personal_code)
+        holder = self.code_holder(digest)
+        if holder is not None:
+            return self.re_enrol_pupil(holder, school_id, grade, gender, data, by)
+        new = self.new_pupil(school_id, grade, gender, data, by, digest)
         self.save_new_pupil(new)
         return new.pupil
+
+    def re_enrol_pupil(
+        self, pupil_id: UUID, school_id: str, grade: int, gender: str, data: PersonalData, by: str
+    ) -> Pupil:
+        pupil = self.get_pupil(pupil_id)
+        key = self.key_of(pupil)
+        # A mistyped code that happens to be a departed pupil's must not take that child
+        # over: the birth date has to agree too.
+        if pupil.status != DEPARTED or birth_date_of(pupil, key) != data.birth_date:
+            raise PersonalCodeTakenError(pupil.id)
+        pupil.re_enrol(school_id, grade, gender, seal_personal_data(key, data), by)
+        self.save_pupils([pupil])
+        return pupil
 
     def new_pupil(
         self,
@@ -156,8 +176,11 @@ class IdentificationApplication(ServiceApplication):
         digest = digest or self.keyring.code_digest(data.personal_code)
         return NewPupil(pupil, key, self.keyring.wrap(key), digest)
 
+    def code_holder(self, digest: str) -> UUID | None:
+        return self.vault.pupils_by_digest(self.query, [digest]).get(digest)
+
     def check_code_free(self, digest: str) -> None:
-        holder = self.vault.pupils_by_digest(self.query, [digest]).get(digest)
+        holder = self.code_holder(digest)
         if holder is not None:
             raise PersonalCodeTakenError(holder)
 

@@ -73,6 +73,10 @@ class PupilDepartedError(TransitionNotAllowedError):
     code = "pupil_departed"
 
 
+class PupilEnrolledError(TransitionNotAllowedError):
+    code = "pupil_enrolled"
+
+
 class InvalidNameError(InvalidInputError):
     code = "invalid_name"
 
@@ -226,6 +230,8 @@ class Pupil(Aggregate):
         self.gender = gender
         self.personal_data: str | None = personal_data
         self.risk_signs: list[dict[str, Any]] = []
+        # Signs of earlier enrolments: kept for erasure and the history, shown to nobody.
+        self.former_signs: list[dict[str, Any]] = []
         self.status = ENROLLED
         self.departure: dict[str, Any] | None = None
         self.erased = False
@@ -258,6 +264,11 @@ class Pupil(Aggregate):
         self.check_not_erased()
         if self.status != ENROLLED:
             raise PupilDepartedError(f"pupil {self.id} has departed")
+
+    def check_can_re_enrol(self) -> None:
+        self.check_not_erased()
+        if self.status != DEPARTED:
+            raise PupilEnrolledError(f"pupil {self.id} is at school")
 
     def check_can_record(self, code: str, observed_on: date) -> None:
         if code not in RISK_CODES:
@@ -312,6 +323,14 @@ class Pupil(Aggregate):
         self.check_can_depart(reason, on, to_school_id)
         self._depart(reason, on, to_school_id, by)
 
+    def re_enrol(
+        self, school_id: str, grade: int, gender: str, personal_data: str, by: str
+    ) -> None:
+        """A pupil who left comes back to school (here or elsewhere): the same pupil, with
+        the details given there; the signs of the enrolment that ended stay behind."""
+        self.check_can_re_enrol()
+        self._re_enrol(school_id, grade, gender, personal_data, by)
+
     def erase(self, by: str) -> None:
         self.check_not_erased()
         self._erase(by)
@@ -352,10 +371,21 @@ class Pupil(Aggregate):
         self.status = DEPARTED
         self.departure = {"reason": reason, "on": on, "to_school_id": to_school_id}
 
+    @event("ReEnrolled")
+    def _re_enrol(
+        self, school_id: str, grade: int, gender: str, personal_data: str, by: str
+    ) -> None:
+        self.school_id, self.grade, self.gender = school_id, grade, gender
+        self.personal_data = personal_data
+        self.former_signs = [*self.former_signs, *self.risk_signs]
+        self.risk_signs = []
+        self.status = ENROLLED
+        self.departure = None
+
     @event("Erased")
     def _erase(self, by: str) -> None:
         self.erased = True
         self.personal_data = None
-        for sign in self.risk_signs:
+        for sign in [*self.former_signs, *self.risk_signs]:
             sign["evidence"] = None
             sign["reason"] = None

@@ -120,11 +120,16 @@ class JournalImport:
         batch.report.registered += 1
 
     def _known(self, row: JournalRow, pupil_id: UUID, state: dict[str, Any], batch: _Batch) -> None:
-        """A pupil registered before: at this school and enrolled, it may take new signs."""
+        """A pupil registered before: at this school and enrolled, it may take new signs.
+        One who left is not taken back by a journal row (a past semester's export lists
+        pupils who have left since): registering the pupil by hand does that."""
+        if state["status"] != ENROLLED:
+            raise RowSkipped(
+                "the pupil has left school; no signs were recorded "
+                "(register the pupil to enrol them here again)"
+            )
         if state["school_id"] != self.school.school_id:
             raise RowSkipped("this personal code is registered at another school")
-        if state["status"] != ENROLLED:
-            raise RowSkipped("the pupil has departed; no signs were recorded")
         if not row.signs(self.semester):
             return
         pupil = self.app.get_pupil(pupil_id)

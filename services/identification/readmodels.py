@@ -66,7 +66,7 @@ class PupilsList:
                 for p in pupils
             ],
             "ON CONFLICT (pupil_id) DO UPDATE SET "
-            "school_id = excluded.school_id, grade = excluded.grade, "
+            "school_id = excluded.school_id, grade = excluded.grade, gender = excluded.gender, "
             "at_risk = excluded.at_risk, status = excluded.status, "
             "erased = excluded.erased, version = excluded.version",
         )

@@ -22,6 +22,16 @@ class PupilRegisteredV1(Schema):
     gender = fields.String(required=True, validate=validate.OneOf(["F", "M"]))
 
 
+class PupilReEnrolledV1(Schema):
+    """A pupil who had left school is at a school again (the same or another), with the
+    grade and gender given there. The pupil's earlier signs ended with the departure: a
+    re-enrolled pupil has no active sign and is not at risk until a new one is recorded."""
+
+    school_id = fields.String(required=True)
+    grade = fields.Integer(required=True, validate=validate.Range(min=1, max=12))
+    gender = fields.String(required=True, validate=validate.OneOf(["F", "M"]))
+
+
 class RiskSignRecordedV1(Schema):
     code = fields.String(required=True)
     observed_on = fields.Date(required=True)
@@ -66,5 +76,6 @@ registry.register(SOURCE, "risk_sign_resolved", 1, RiskSignResolvedV1, "Pupil.Ri
 registry.register(SOURCE, "pupil_flagged_at_risk", 1, PupilFlaggedAtRiskV1, "Pupil.FlaggedAtRisk")
 registry.register(SOURCE, "pupil_risk_cleared", 1, PupilRiskClearedV1, "Pupil.RiskCleared")
 registry.register(SOURCE, "pupil_departed", 1, PupilDepartedV1, "Pupil.Departed")
+registry.register(SOURCE, "pupil_re_enrolled", 1, PupilReEnrolledV1, "Pupil.ReEnrolled")
 registry.register(SOURCE, "pupil_erased", 1, PupilErasedV1, "Pupil.Erased")
 registry.register(SOURCE, "school_registered", 1, SchoolRegisteredV1, "School.Registered")

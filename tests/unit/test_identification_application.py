@@ -97,6 +97,89 @@ def test_a_known_personal_code_is_refused_naming_the_pupil(app: IdentificationAp
     assert len(app.list_pupils(None, {}, 100, None)) == 1
 
 
+def transferred(app: IdentificationApplication, **overrides: Any) -> Any:
+    """A pupil at risk at SCHOOL who left for daugavpils-12-vsk."""
+    pupil = register(app, **overrides)
+    app.record_risk_sign(
+        pupil.id,
+        code="family.crisis",
+        observed_on=date(2019, 10, 1),
+        evidence="parents divorcing",
+        expected_version=1,
+        by="teacher-1",
+    )
+    app.record_departure(
+        pupil.id,
+        reason="transferred",
+        on=date(2019, 11, 4),
+        to_school_id="daugavpils-12-vsk",
+        expected_version=3,
+        by="director-1",
+    )
+    return pupil
+
+
+def test_the_school_a_pupil_moved_to_registers_the_same_pupil_again(
+    app: IdentificationApplication,
+) -> None:
+    pupil = transferred(app)
+    head = app.head()
+    again = register(app, school_id="daugavpils-12-vsk", grade=8, given_name="Kārlis")
+    assert again.id == pupil.id
+    view = app.read_pupil(app.get_pupil(pupil.id), reader="teacher-2", role="teacher")
+    assert (view["school_id"], view["grade"], view["given_name"]) == (
+        "daugavpils-12-vsk",
+        8,
+        "Kārlis",
+    )
+    # The new school starts afresh: the old school's signs and their evidence are not its.
+    assert (view["status"], view["at_risk"], view["risk_signs"]) == ("enrolled", False, [])
+    assert [(e.event_type, e.payload) for e in read_envelopes(app, head, 10)] == [
+        ("pupil_re_enrolled", {"school_id": "daugavpils-12-vsk", "grade": 8, "gender": "M"})
+    ]
+    assert app.list_pupils([SCHOOL], {}, 10, None) == []
+    listed = app.list_pupils(["daugavpils-12-vsk"], {}, 10, None)
+    assert [(p["pupil_id"], p["status"], p["grade"]) for p in listed] == [
+        (str(pupil.id), "enrolled", 8)
+    ]
+
+
+def test_a_departed_pupils_code_with_another_birth_date_is_refused(
+    app: IdentificationApplication,
+) -> None:
+    """A mistyped personal code that happens to be a departed pupil's takes nobody over
+    (a code of the new form tells no birth date)."""
+    code = "320000-00011"
+    pupil = transferred(app, personal_code=code)
+    head = app.head()
+    with pytest.raises(PersonalCodeTakenError) as raised:
+        register(
+            app, personal_code=code, school_id="daugavpils-12-vsk", birth_date=date(2008, 1, 2)
+        )
+    assert raised.value.details == {"pupil_id": str(pupil.id)}
+    assert app.head() == head
+    assert app.get_pupil(pupil.id).status == "departed"
+
+
+def test_erasure_after_a_return_leaves_no_evidence_of_either_enrolment(
+    app: IdentificationApplication,
+) -> None:
+    pupil = transferred(app)
+    register(app, school_id="daugavpils-12-vsk")
+    app.record_risk_sign(
+        pupil.id,
+        code="learning.absences",
+        observed_on=date(2019, 12, 2),
+        evidence="absent for weeks",
+        expected_version=5,
+        by="teacher-2",
+    )
+    erased = app.erase_pupil(pupil.id, by="dpo")
+    assert [s["evidence"] for s in [*erased.former_signs, *erased.risk_signs]] == [None, None]
+    # Its code is free again: registering it makes a new pupil.
+    assert register(app, school_id="daugavpils-12-vsk").id != pupil.id
+
+
 @pytest.mark.parametrize(
     ("overrides", "error"),
     [
