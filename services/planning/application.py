@@ -20,6 +20,8 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.utils import get_topic
 
 from services.planning.domain import (
     LEVEL_OF_ROLE,
@@ -40,11 +42,13 @@ from services.planning.readmodel import (
 from shared.auth import Principal, visible_schools
 from shared.errors import ForbiddenError, NotFoundError, PumpursError
 from shared.inbox import IncomingEvent
-from shared.store import ServiceApplication
+from shared.store import ServiceApplication, Sql
 
 log = logging.getLogger(__name__)
 
 RATES_FILE = Path(__file__).with_name("rates.json")
+# How the plan's Closed events are stored (eventsourcing names the event class by topic).
+CLOSED_TOPIC = f"{get_topic(Plan)}.Closed"
 
 
 class PlanNotFoundError(NotFoundError):
@@ -103,8 +107,32 @@ class PlanningApplication(ServiceApplication):
         with self.transaction() as sql:
             self.pupils.create_table(sql)
             self.schools.create_table(sql)
-            self.plans.create_table(sql)
+            if self.plans.create_table(sql):
+                self.plans.mark_ended_by_departure(sql, self.plans_closed_on_departure(sql))
             self.provisions.create_table(sql)
+
+    def plans_closed_on_departure(self, sql: Sql) -> list[str]:
+        """The plans a departure closed, as their stored events tell: the rows an earlier
+        release wrote do not say why a plan was closed. Read once, when the mark is added."""
+        rows = sql.execute(
+            f"SELECT originator_id, originator_version, topic, state FROM {self.events_table} "
+            "WHERE topic = ?",
+            (CLOSED_TOPIC,),
+        ).fetchall()
+        closings = (
+            self.mapper.to_domain_event(
+                StoredEvent(
+                    originator_id=row["originator_id"],
+                    originator_version=row["originator_version"],
+                    topic=row["topic"],
+                    state=bytes(row["state"]),
+                )
+            )
+            for row in rows
+        )
+        return [
+            str(e.originator_id) for e in closings if getattr(e, "cause", None) == "pupil_departed"
+        ]
 
     # -- identification's events ---------------------------------------------------------
     def apply_identification_event(self, event: IncomingEvent) -> None:

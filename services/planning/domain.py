@@ -350,6 +350,16 @@ def _copy(value: Any) -> Any:
 class Plan(Aggregate):
     """One pupil's individual support plan (IAP) for one semester."""
 
+    # Version 2 keeps whether a departure closed the plan (closed_on_departure).
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        """A snapshot taken before version 2. Events after it replay a later closing; a plan
+        it shows closed already cannot say why: False here, and the plans read model keeps
+        the mark its stored Closed event gave the plan's row."""
+        state["closed_on_departure"] = False
+
     def __deepcopy__(self, memo: dict[int, Any]) -> Plan:
         # The application's cache hands out copies; the generic deepcopy spent more time
         # on the Decimals and dates than the database spends finding the plan. Rows (a
@@ -417,6 +427,7 @@ class Plan(Aggregate):
         self.risk_outcomes: dict[str, str] = {}
         self.outcome: str | None = None
         self.next_plan_id: str | None = None
+        self.closed_on_departure = False
 
     # -- checks ---------------------------------------------------------------------
     def check_version(self, expected_version: int) -> None:
@@ -983,3 +994,6 @@ class Plan(Aggregate):
         self.status = CLOSED
         self.pending_level = None
         self.outcome = outcome
+        # Such a plan ended with the pupil's stay at its school, not with its semester's
+        # support: it does not stand in the way of a plan where the pupil is now.
+        self.closed_on_departure = cause == "pupil_departed"

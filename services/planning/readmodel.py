@@ -4,19 +4,35 @@
   events, each effect committed with the inbox's tracking record;
 - plans, one row per plan for lists and the one-plan-per-pupil-per-semester rule,
   kept by effects in the same transaction as the plan's events.
+
+A pupil who departs and re-enrols (``pupil_re_enrolled``) is the new school's pupil, with no
+sign and not at risk; the old school's plans, closed by the departure, stay the old school's
+and leave the semester free for a plan at the new one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from services.planning.domain import ACTIVE, INACTIVE, Plan, PupilView, SchoolView
 from shared.schools import RegisteredSchools, reference_schools
-from shared.store import Sql, add_missing_columns
+from shared.store import POSTGRES, Sql, add_missing_columns
 
 Effect = Callable[[Sql], None]
 Query = Callable[..., list[Any]]
+
+
+def table_columns(sql: Sql, table: str) -> set[str]:
+    """The table's columns now (none if it does not exist)."""
+    if sql.dialect == POSTGRES:
+        rows = sql.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = ?",
+            (table,),
+        ).fetchall()
+        return {row["column_name"] for row in rows}
+    return {row[1] for row in sql.execute(f"PRAGMA table_info({table})").fetchall()}
 
 
 class PupilsReadModel:
@@ -74,6 +90,8 @@ class PupilsReadModel:
                     departed_on=payload["on"].isoformat(),
                 )
             )
+        elif event_type == "pupil_re_enrolled":
+            effects.append(lambda sql: self._re_enrolled(sql, pupil_id, payload))
         elif event_type == "pupil_erased":
             effects.append(lambda sql: self._set(sql, pupil_id, erased=1))
         effects.append(lambda sql: self._count(sql, pupil_id, version))
@@ -85,6 +103,22 @@ class PupilsReadModel:
             "VALUES (?, ?, ?, ?, 0, ?) ON CONFLICT (pupil_id) DO NOTHING",
             (pupil_id, payload["school_id"], payload["grade"], payload["gender"], version),
         )
+
+    def _re_enrolled(self, sql: Sql, pupil_id: str, payload: dict[str, Any]) -> None:
+        """At a school again: the departure's signs ended with it (they were the old school's),
+        so the pupil is at risk only once identification records a new sign."""
+        self._set(
+            sql,
+            pupil_id,
+            school_id=payload["school_id"],
+            grade=payload["grade"],
+            gender=payload["gender"],
+            at_risk=0,
+            departed=0,
+            departure_reason=None,
+            departed_on=None,
+        )
+        sql.execute(f"DELETE FROM {self.signs} WHERE pupil_id = ?", (pupil_id,))
 
     def _set(self, sql: Sql, pupil_id: str, **values: Any) -> None:
         assignments = ", ".join(f"{column} = ?" for column in values)
@@ -216,10 +250,19 @@ class SchoolsReadModel(RegisteredSchools):
 class PlansReadModel:
     """One row per plan; at most one live plan per pupil and semester."""
 
+    # A plan a departure closed (1) does not hold the pupil's semester.
+    _DEPARTURE_MARK = "ended_by_departure"
+    # Neither a deactivated (deleted) plan nor one a departure closed counts: the pupil may
+    # get a new plan that semester (at the school the pupil re-enrolled at, say).
+    _LIVE = f"status <> '{INACTIVE}' AND {_DEPARTURE_MARK} = 0"
+
     def __init__(self, prefix: str) -> None:
         self.table = f"{prefix}plans"
 
-    def create_table(self, sql: Sql) -> None:
+    def create_table(self, sql: Sql) -> bool:
+        """Create the table, or bring an earlier release's up to date. True when the
+        departure mark was added only now: rows of plans a departure had already closed
+        need it (``mark_ended_by_departure``)."""
         sql.execute(
             f"CREATE TABLE IF NOT EXISTS {self.table} ("
             "plan_id TEXT PRIMARY KEY, pupil_id TEXT NOT NULL, school_id TEXT NOT NULL, "
@@ -227,14 +270,24 @@ class PlansReadModel:
             "previous_plan_id TEXT, next_plan_id TEXT, outcome TEXT, "
             "spent_eur TEXT NOT NULL, version INTEGER NOT NULL)"
         )
-        # A deactivated (deleted) plan does not count: the pupil may get a new one.
+        marked = self._DEPARTURE_MARK in table_columns(sql, self.table)
+        add_missing_columns(sql, self.table, {self._DEPARTURE_MARK: "INTEGER NOT NULL DEFAULT 0"})
+        # The index of earlier releases counted plans a departure closed: replaced.
+        sql.execute(f"DROP INDEX IF EXISTS {self.table}_one_per_semester")
         sql.execute(
-            f"CREATE UNIQUE INDEX IF NOT EXISTS {self.table}_one_per_semester "
-            f"ON {self.table} (pupil_id, semester) WHERE status <> '{INACTIVE}'"
+            f"CREATE UNIQUE INDEX IF NOT EXISTS {self.table}_one_live_per_semester "
+            f"ON {self.table} (pupil_id, semester) WHERE {self._LIVE}"
         )
         sql.execute(
             f"CREATE INDEX IF NOT EXISTS {self.table}_school "
             f"ON {self.table} (school_id, semester, status)"
+        )
+        return not marked
+
+    def mark_ended_by_departure(self, sql: Sql, plan_ids: Iterable[str]) -> None:
+        sql.executemany(
+            f"UPDATE {self.table} SET {self._DEPARTURE_MARK} = 1 WHERE plan_id = ?",
+            ((plan_id,) for plan_id in plan_ids),
         )
 
     def upsert(self, plan: Plan) -> Effect:
@@ -250,26 +303,34 @@ class PlansReadModel:
             plan.outcome,
             f"{plan.spent_eur:.2f}",
             plan.version,
+            int(plan.closed_on_departure),
         )
+        mark = self._DEPARTURE_MARK
 
         def effect(sql: Sql) -> None:
+            # A closed plan stays closed: the mark, once set, is kept (a plan loaded from a
+            # snapshot older than the mark does not know it, see Plan.upcast_v1_v2).
             sql.execute(
                 f"INSERT INTO {self.table} (plan_id, pupil_id, school_id, semester, status, "
-                "pending_level, previous_plan_id, next_plan_id, outcome, spent_eur, version) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (plan_id) DO UPDATE SET "
+                "pending_level, previous_plan_id, next_plan_id, outcome, spent_eur, version, "
+                f"{mark}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (plan_id) DO UPDATE SET "
                 "school_id = excluded.school_id, status = excluded.status, "
                 "pending_level = excluded.pending_level, next_plan_id = excluded.next_plan_id, "
                 "outcome = excluded.outcome, spent_eur = excluded.spent_eur, "
-                "version = excluded.version",
+                f"version = excluded.version, {mark} = CASE WHEN {self.table}.{mark} = 1 "
+                f"THEN 1 ELSE excluded.{mark} END",
                 row,
             )
 
         return effect
 
     def live_plan(self, query: Query, pupil_id: str, semester: str) -> str | None:
+        """The plan that holds the pupil's semester, if one does (the unique index's rows)."""
         rows = query(
-            f"SELECT plan_id FROM {self.table} WHERE pupil_id = ? AND semester = ? AND status <> ?",
-            (pupil_id, semester, INACTIVE),
+            f"SELECT plan_id FROM {self.table} WHERE pupil_id = ? AND semester = ? "
+            f"AND {self._LIVE}",
+            (pupil_id, semester),
         )
         return str(rows[0]["plan_id"]) if rows else None
 

@@ -18,6 +18,7 @@ from tests.integration.test_planning_service import (
     SCHOOL,
     command,
     delete,
+    draft_plan,
     known_at_risk,
     ok,
     plan_of,
@@ -32,15 +33,17 @@ def people(system: Any) -> Iterator[dict[str, Client]]:
     planning = system.service("planning")
     with running(identification, planning):
         teacher = system.token("teacher", school=SCHOOL)
+        other_teacher = system.token("teacher", school=OTHER_SCHOOL)
         yield {
             "identification": Client(identification.url, teacher),
+            "other_identification": Client(identification.url, other_teacher),
             "teacher": Client(planning.url, teacher),
             "director": Client(planning.url, system.token("director", school=SCHOOL)),
             "municipal": Client(
                 planning.url, system.token("municipal_coordinator", municipality="daugavpils")
             ),
             "national": Client(planning.url, system.token("national_coordinator")),
-            "other_teacher": Client(planning.url, system.token("teacher", school=OTHER_SCHOOL)),
+            "other_teacher": Client(planning.url, other_teacher),
         }
 
 
@@ -262,3 +265,53 @@ def test_from_draft_through_a_revision_to_evaluation_and_continuation(
     # Another school's teacher sees none of it.
     assert people["other_teacher"].get(f"/plans/{plan_id}").status_code == 404
     assert people["other_teacher"].get(f"/plans/{plan_id}/history").status_code == 404
+
+
+def test_a_pupil_who_moves_school_mid_semester_is_supported_by_the_new_school_at_once(
+    people: dict[str, Client],
+) -> None:
+    """The old school's plan ends with the transfer; the new school registers the child,
+    records its own sign and draws up a plan for the same semester."""
+    teacher, identification = people["teacher"], people["identification"]
+    pupil_id = register_at_risk(identification, codes=("learning.absences",))
+    known_at_risk(teacher, pupil_id, codes=("learning.absences",))
+    old_plan = draft_plan(teacher, pupil_id)["plan_id"]
+    pupil = ok(identification.get(f"/pupils/{pupil_id}"))
+    departure = {
+        "reason": "transferred",
+        "on": "2019-11-15",
+        "to_school_id": OTHER_SCHOOL,
+        "expected_version": pupil["version"],
+    }
+    ok(identification.post(f"/pupils/{pupil_id}/departure", departure))
+
+    new_school = people["other_identification"]
+    form = {
+        key: pupil[key]
+        for key in ("grade", "given_name", "family_name", "personal_code", "birth_date", "gender")
+    }
+    again = ok(new_school.post("/pupils", {**form, "school_id": OTHER_SCHOOL, "grade": 8}), 201)
+    assert again["pupil_id"] == pupil_id
+    sign = {
+        "code": "family.crisis",
+        "observed_on": "2019-11-20",
+        "evidence": "seen by the new class teacher",
+        "expected_version": again["version"],
+    }
+    ok(new_school.post(f"/pupils/{pupil_id}/risk-signs", sign), 201)
+    assert identification.get(f"/pupils/{pupil_id}").status_code == 404
+
+    other_teacher = people["other_teacher"]
+    known_at_risk(other_teacher, pupil_id, OTHER_SCHOOL, codes=("family.crisis",))
+    new_plan = draft_plan(other_teacher, pupil_id)
+    shown = plan_of(other_teacher, new_plan["plan_id"])
+    assert (shown["school_id"], shown["semester"], shown["risk_codes"]) == (
+        OTHER_SCHOOL,
+        "2019-2020-1",
+        ["family.crisis"],
+    )
+    closed = plan_of(teacher, old_plan)
+    assert (closed["status"], closed["outcome"]) == ("closed", "transferred")
+    assert other_teacher.get(f"/plans/{old_plan}").status_code == 404
+    listed = ok(teacher.get("/pupils-at-risk", params={"school_id": SCHOOL}))["items"]
+    assert pupil_id not in [item["pupil_id"] for item in listed]

@@ -1,7 +1,10 @@
-"""Planning's application on a real SQLite store: read model, tenancy, versions, snapshots."""
+"""Planning's application on a real SQLite store: read model, tenancy, versions, snapshots.
+A pupil who leaves and is enrolled again: on the store under test (SQLite or PostgreSQL)."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -18,6 +21,7 @@ from services.planning.application import PlanningApplication, PlanNotFoundError
 from services.planning.domain import (
     InvalidDateError,
     MoneySpentError,
+    Plan,
     PlanAlreadyExistsError,
     PupilDepartedError,
     PupilNotAtRiskError,
@@ -31,6 +35,7 @@ from shared.errors import ForbiddenError, StaleVersionError, http_status
 from shared.inbox import IncomingEvent
 from shared.outbox import read_envelopes
 from shared.store import store_env
+from shared.testing import Stores
 
 SCHOOL = "daugavpils-10-vsk"
 OTHER = "daugavpils-12-vsk"
@@ -644,3 +649,200 @@ def test_a_pupil_who_has_left_is_no_longer_listed_at_risk(
     )
     listed = [p["pupil_id"] for p in app.pupils_at_risk([SCHOOL])]
     assert listed == [staying]
+
+
+# -- a pupil who leaves and is enrolled again ----------------------------------------------------
+
+OTHER_TEACHER = Principal("olga", "teacher", school=OTHER)
+
+
+def on_store(stores: Stores) -> PlanningApplication:
+    """Planning on the store under test: SQLite, or PostgreSQL on that run."""
+    environ = {**os.environ, **stores.env(["planning"])}
+    return PlanningApplication(store_env("planning", environ["PUMPURS_DATA_DIR"], environ))
+
+
+@pytest.fixture
+def stored(stores: Stores) -> Iterator[PlanningApplication]:
+    application = on_store(stores)
+    yield application
+    application.close()
+
+
+def leaves_and_returns(
+    identification: Identification,
+    pupil_id: str,
+    school: str,
+    reason: str = "transferred",
+    codes: tuple[str, ...] = (),
+) -> None:
+    """The pupil departs, is enrolled at ``school`` in grade 8 and gets ``codes`` recorded there."""
+    to_school = school if reason == "transferred" else None
+    identification.send(
+        "pupil_departed",
+        pupil_id,
+        {"reason": reason, "on": date(2019, 11, 4), "to_school_id": to_school},
+    )
+    identification.send(
+        "pupil_re_enrolled", pupil_id, {"school_id": school, "grade": 8, "gender": "F"}
+    )
+    for code in codes:
+        identification.send(
+            "risk_sign_recorded",
+            pupil_id,
+            {"code": code, "observed_on": date(2019, 11, 11), "source": "assessment"},
+        )
+    if codes:
+        identification.send("pupil_flagged_at_risk", pupil_id, {"school_id": school})
+
+
+def draft_at_other_school(app: PlanningApplication, pupil_id: str) -> Any:
+    return app.draft_plan(
+        pupil_id=uuid.UUID(pupil_id), semester="2019-2020-1", consent=CONSENT, user=OTHER_TEACHER
+    )
+
+
+def test_a_pupil_transferred_mid_semester_gets_a_plan_at_the_new_school_that_semester(
+    stored: PlanningApplication,
+) -> None:
+    app, identification = stored, Identification(stored)
+    old, _ = approved(app, identification)
+    pupil_id = old.pupil_id
+    leaves_and_returns(identification, pupil_id, OTHER, codes=("family.crisis",))
+
+    # The new school sees the pupil at risk with the sign recorded there, not the old school's.
+    assert app.pupils_at_risk([OTHER]) == [
+        {
+            "pupil_id": pupil_id,
+            "school_id": OTHER,
+            "grade": 8,
+            "gender": "F",
+            "at_risk": True,
+            "risk_codes": ["family.crisis"],
+        }
+    ]
+    new = draft_at_other_school(app, pupil_id)
+    assert (new.school_id, new.semester, new.risk_codes) == (OTHER, old.semester, ["family.crisis"])
+    with pytest.raises(PlanAlreadyExistsError) as refused:  # the new plan holds the semester
+        draft_at_other_school(app, pupil_id)
+    assert refused.value.details == {"plan_id": str(new.id)}
+
+    # The old school no longer has the pupil, but keeps its plan, closed by the departure.
+    assert app.pupils_at_risk([SCHOOL]) == []
+    with pytest.raises(PupilNotFoundError):
+        draft(app, pupil_id, semester="2019-2020-2")
+    closed = app.get_plan(old.id, TEACHER)
+    assert (closed.status, closed.outcome, closed.school_id) == ("closed", "transferred", SCHOOL)
+    assert [r["plan_id"] for r in app.list_plans([SCHOOL])] == [str(old.id)]
+    assert [r["plan_id"] for r in app.list_plans([OTHER])] == [str(new.id)]
+    with pytest.raises(PlanNotFoundError):
+        app.get_plan(old.id, OTHER_TEACHER)
+    rows = app.query("SELECT applied_events FROM planning_pupils WHERE pupil_id = ?", (pupil_id,))
+    assert rows[0]["applied_events"] == identification.versions[pupil_id]  # each once
+
+
+@pytest.mark.parametrize(("school", "reason"), [(OTHER, "transferred"), (SCHOOL, "moved_abroad")])
+def test_a_pupil_enrolled_again_is_not_at_risk_until_a_new_sign_is_recorded(
+    stored: PlanningApplication, school: str, reason: str
+) -> None:
+    app, identification = stored, Identification(stored)
+    pupil_id = identification.pupil(codes=("learning.absences", "family.crisis"))
+    leaves_and_returns(identification, pupil_id, school, reason)
+    teacher = Principal("t", "teacher", school=school)
+    assert app.pupils_at_risk([school]) == []
+    with pytest.raises(PupilNotAtRiskError):  # not refused as a pupil who has left
+        app.draft_plan(
+            pupil_id=uuid.UUID(pupil_id), semester="2019-2020-1", consent=CONSENT, user=teacher
+        )
+    assert app.pupil(pupil_id, teacher).active_risk_codes == ()
+    assert app.list_plans(None) == []
+
+
+def test_a_plan_closed_after_its_evaluation_still_holds_its_semester(
+    stored: PlanningApplication,
+) -> None:
+    app, identification = stored, Identification(stored)
+    plan, _ = approved(app, identification)
+    plan = app.evaluate(
+        plan.id,
+        risk_outcomes={"learning.absences": "resolved"},
+        outcome="continues_learning",
+        expected_version=plan.version,
+        user=TEACHER,
+    )
+    plan = app.close_plan(plan.id, expected_version=plan.version, user=TEACHER)
+    assert plan.status == "closed"
+    with pytest.raises(PlanAlreadyExistsError) as refused:
+        draft(app, plan.pupil_id)
+    assert refused.value.details == {"plan_id": str(plan.id)}
+    app.check_no_live_plan = lambda *args: None  # type: ignore[method-assign]
+    head = app.head()
+    with pytest.raises(IntegrityError):  # nor does the database's index let one in
+        draft(app, plan.pupil_id)
+    assert app.head() == head
+
+
+def earlier_release(app: PlanningApplication, plan: Plan) -> None:
+    """Leave the store as the release before the departure mark did: the plans table
+    without it, its index, and a snapshot of the plan taken then."""
+    table = app.plans.table
+    with app.transaction() as sql:
+        sql.execute(f"DROP INDEX {table}_one_live_per_semester")
+        sql.execute(f"ALTER TABLE {table} DROP COLUMN ended_by_departure")
+        sql.execute(
+            f"CREATE UNIQUE INDEX {table}_one_per_semester "
+            f"ON {table} (pupil_id, semester) WHERE status <> 'inactive'"
+        )
+    snapshot = Plan.Snapshot.take(plan)
+    state = {
+        k: v for k, v in snapshot.state.items() if k not in ("class_version", "closed_on_departure")
+    }
+    assert app.snapshots is not None
+    app.snapshots.put([dataclasses.replace(snapshot, state=state)])
+
+
+def test_a_store_of_the_earlier_release_learns_which_plans_a_departure_closed(
+    stores: Stores,
+) -> None:
+    first = on_store(stores)
+    identification = Identification(first)
+    old, meals = with_meals(first, identification)
+    pupil_id = old.pupil_id
+    identification.send(
+        "pupil_departed",
+        pupil_id,
+        {"reason": "transferred", "on": date(2019, 11, 4), "to_school_id": OTHER},
+    )
+    earlier_release(first, first.get_plan(old.id, TEACHER))
+    first.close()
+    app = on_store(stores)  # this release starts on that store
+    try:
+        identification.app = app
+        identification.send(
+            "pupil_re_enrolled", pupil_id, {"school_id": OTHER, "grade": 8, "gender": "F"}
+        )
+        identification.send(
+            "risk_sign_recorded",
+            pupil_id,
+            {"code": "family.crisis", "observed_on": date(2019, 11, 11), "source": "assessment"},
+        )
+        identification.send("pupil_flagged_at_risk", pupil_id, {"school_id": OTHER})
+        new = draft_at_other_school(app, pupil_id)
+        # A delivery for the old plan, loaded from the earlier release's snapshot, which
+        # does not know why the plan was closed: the plan's row keeps the departure's mark.
+        provisioning = Provisioning(app)
+        provisioning.provision(
+            "provision_delivered",
+            old,
+            meals,
+            status="delivered",
+            delivery_id="d-1",
+            amount_eur=Decimal("90.00"),
+            delivered_on=date(2019, 11, 1),
+        )
+        assert app.get_plan(old.id, TEACHER).spent_eur == Decimal("90.00")
+        with pytest.raises(PlanAlreadyExistsError) as refused:
+            draft_at_other_school(app, pupil_id)
+        assert refused.value.details == {"plan_id": str(new.id)}
+    finally:
+        app.close()
