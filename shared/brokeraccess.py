@@ -42,11 +42,13 @@ SUBSCRIBES: Mapping[str, tuple[str, ...]] = {
     "reporting": ("identification", "planning", "provisioning"),
 }
 
-# The RPCs each service makes, as SERVICE.METHOD: a consumer's catch-up, reporting's age
-# enquiries and audit (it verifies every chain, its own too, and relays plan histories).
+# The RPCs each service makes, as SERVICE.METHOD: a consumer's catch-up, planning's check
+# that a pupil who signs a plan's consent is of age, reporting's age enquiries and audit (it
+# verifies every chain, its own too, and relays plan histories).
 CALLS: Mapping[str, tuple[str, ...]] = {
     service: (
         *(f"{source}.notifications" for source in sources),
+        *(("identification.adult_on",) if service == "planning" else ()),
         *(
             (
                 "identification.age_bands",

@@ -29,6 +29,7 @@ from services.identification.domain import (
     School,
     age_band,
     check_grade,
+    is_adult,
 )
 from services.identification.importer import ImportReport, JournalImport
 from services.identification.journal import Semester
@@ -363,6 +364,16 @@ class IdentificationApplication(ServiceApplication):
             }
             for enquiry, held in zip(enquiries, keys, strict=True)
         ]
+
+    def adult_on(self, pupil_id: UUID, day: date, *, reader: str, purpose: str) -> bool | None:
+        """Whether the pupil was of age on ``day``, never the birth date; None for an erased
+        or unknown pupil. The birth date read is recorded first, by ``reader`` for ``purpose``."""
+        held = self._readable(pupil_id)
+        if held is None:
+            return None
+        with self.transaction() as sql:
+            self.reads.record(sql, held[0].id, reader, SERVICE_ROLE, purpose)
+        return is_adult(birth_date_of(*held), day)
 
     def _readable(self, pupil_id: UUID) -> tuple[Pupil, PupilKey] | None:
         """The pupil and its key, if the pupil exists and has personal data to read."""

@@ -30,6 +30,7 @@ from shared.vocabulary import AGED_25_OR_OVER, BELOW_25
 
 GENERAL, VOCATIONAL = "general", "vocational"
 ENROLLED, DEPARTED = "enrolled", "departed"
+ADULT_AGE = 18
 ASSESSMENT, JOURNAL = "assessment", "journal"
 TRANSFERRED = "transferred"
 DEPARTURE_REASONS = ("dropped_out", "moved_abroad", TRANSFERRED, "graduated")
@@ -148,6 +149,11 @@ class PersonalData:
 def age_on(birth_date: date, day: date) -> int:
     """Whole years of age on ``day`` (a birthday on 29 February counts from 1 March)."""
     return day.year - birth_date.year - ((day.month, day.day) < (birth_date.month, birth_date.day))
+
+
+def is_adult(birth_date: date, day: date) -> bool:
+    """Of age on ``day`` (18 in Latvia): only then may a pupil sign the plan's consent."""
+    return age_on(birth_date, day) >= ADULT_AGE
 
 
 def age_band(birth_date: date, day: date) -> str:

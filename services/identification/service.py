@@ -14,6 +14,7 @@ from services.identification.journal import JournalEncodingError, JournalFormatE
 from services.identification.schemas import (
     AgeBandsSchema,
     AgeEnquiriesSchema,
+    AgeEnquirySchema,
     CreatedPupilSchema,
     CreatedSchoolSchema,
     DepartureSchema,
@@ -58,6 +59,7 @@ READERS = (
 MAX_JOURNAL_BYTES = 8 * 1024 * 1024
 # Who asks for age bands, and why: recorded with each birth date read for the answer.
 AGE_ENQUIRER, AGE_PURPOSE = "reporting", "esf_age_band"
+CONSENT_CHECKER, CONSENT_PURPOSE = "planning", "consent_signer_age"
 CSV_TYPES = ("text/csv", "application/csv")
 
 
@@ -217,3 +219,13 @@ class IdentificationService(ServiceBase):
         asked = schema_instance(AgeEnquiriesSchema).load({"enquiries": enquiries})
         answers = self.app.age_bands(asked["enquiries"], reader=AGE_ENQUIRER, purpose=AGE_PURPOSE)
         return dict(schema_instance(AgeBandsSchema).dump({"answers": answers}))
+
+    # -- planning's check of a pupil's own consent -------------------------------------------------
+    @rpc
+    def adult_on(self, pupil_id: str, on: str) -> dict[str, Any]:
+        """Whether the pupil was of age on the day (true, false, or null if not known)."""
+        asked = schema_instance(AgeEnquirySchema).load({"pupil_id": pupil_id, "on": on})
+        adult = self.app.adult_on(
+            asked["pupil_id"], asked["on"], reader=CONSENT_CHECKER, purpose=CONSENT_PURPOSE
+        )
+        return {"adult": adult}

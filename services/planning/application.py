@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -25,12 +25,14 @@ from eventsourcing.utils import get_topic
 
 from services.planning.domain import (
     LEVEL_OF_ROLE,
+    PUPIL_SIGNS,
     Plan,
     PlanAlreadyExistsError,
     PupilNotFoundError,
     PupilView,
     Semester,
     check_consent_signed,
+    check_consent_signer,
     check_may_have_plan,
 )
 from services.planning.readmodel import (
@@ -49,6 +51,15 @@ log = logging.getLogger(__name__)
 RATES_FILE = Path(__file__).with_name("rates.json")
 # How the plan's Closed events are stored (eventsourcing names the event class by topic).
 CLOSED_TOPIC = f"{get_topic(Plan)}.Closed"
+
+
+# Whether a pupil was of age on a day: True, False, or None when not known.
+AdultOn = Callable[[str, date], bool | None]
+
+
+def never_asked(pupil_id: str, day: date) -> bool | None:
+    """Without identification to ask, no pupil is known to be of age."""
+    return None
 
 
 class PlanNotFoundError(NotFoundError):
@@ -213,13 +224,24 @@ class PlanningApplication(ServiceApplication):
 
     # -- commands ------------------------------------------------------------------------
     def draft_plan(
-        self, *, pupil_id: UUID, semester: str, consent: Mapping[str, Any], user: Principal
+        self,
+        *,
+        pupil_id: UUID,
+        semester: str,
+        consent: Mapping[str, Any],
+        user: Principal,
+        adult_on: AdultOn = never_asked,
     ) -> Plan:
+        """``adult_on`` asks identification whether the pupil was of age on a day: only
+        for a consent the pupil signed."""
         pupil = self.pupil(str(pupil_id), user)
         school = self.schools.get(self.query, pupil.school_id)
         check_may_have_plan(pupil, school, Semester.parse(semester))
         check_consent_signed(consent["signed_on"])
         self.check_no_live_plan(pupil.pupil_id, semester)
+        if consent["given_by"] == PUPIL_SIGNS:
+            adult = adult_on(pupil.pupil_id, consent["signed_on"])
+            check_consent_signer(consent["given_by"], adult)
         plan = Plan(
             pupil_id=pupil.pupil_id,
             school_id=pupil.school_id,

@@ -159,6 +159,10 @@ class InvalidDateError(UnprocessableError):
     code = "invalid_date"
 
 
+class MinorCannotConsentError(UnprocessableError):
+    code = "consent_needs_a_parent"
+
+
 class ConsultationNotFoundError(NotFoundError):
     code = "consultation_not_found"
 
@@ -225,6 +229,9 @@ def check_may_have_plan(pupil: PupilView, school: SchoolView, semester: Semester
         )
 
 
+PUPIL_SIGNS = "pupil"
+
+
 def check_consent_signed(signed_on: date) -> None:
     """A plan rests on a consent already signed: one dated after today is a typo."""
     latest = today()
@@ -232,6 +239,16 @@ def check_consent_signed(signed_on: date) -> None:
         raise InvalidDateError(
             f"the consent cannot be signed after today ({latest})",
             {"fields": {"consent": {"signed_on": [f"not after {latest}"]}}},
+        )
+
+
+def check_consent_signer(given_by: str, adult: bool | None) -> None:
+    """A pupil signs the consent only as an adult on the signing day (``adult``: what
+    identification answered; None when it does not know); otherwise a parent signs."""
+    if given_by == PUPIL_SIGNS and adult is not True:
+        message = "the pupil was not of age on the signing day: a parent signs the consent"
+        raise MinorCannotConsentError(
+            message, {"fields": {"consent": {"given_by": ["a parent, for a minor"]}}}
         )
 
 

@@ -7,7 +7,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from services.planning.application import PlanningApplication
+from services.planning.application import AdultOn, PlanningApplication
+from services.planning.identity import AdultCheck
 from services.planning.schemas import (
     ConfirmSchema,
     ConsultationCreatedSchema,
@@ -57,6 +58,7 @@ def make_application(env: Mapping[str, str]) -> PlanningApplication:
 class PlanningService(ServiceBase):
     name = "planning"
     app: PlanningApplication = EventStore(make_application)
+    adult_on: AdultOn = AdultCheck()
 
     @inbox("identification", batched=True)
     def on_identification_events(self, events: list[IncomingEvent]) -> None:
@@ -76,7 +78,7 @@ class PlanningService(ServiceBase):
         "POST", "/plans", body=DraftPlanSchema, answer=PlanVersionSchema, status=201, roles=AUTHORS
     )
     def draft_plan(self, call: Call) -> Any:
-        return self.app.draft_plan(**call.body, user=call.user)
+        return self.app.draft_plan(**call.body, user=call.user, adult_on=self.adult_on)
 
     @route("GET", PLAN, answer=PlanSchema, roles=READERS)
     def get_plan(self, call: Call, plan_id: UUID) -> Any:

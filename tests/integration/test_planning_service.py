@@ -38,7 +38,11 @@ CODES = ("learning.absences", "economic.low_income")
 
 
 def register_at_risk(
-    identification: Client, school: str = SCHOOL, grade: int = 7, codes: tuple[str, ...] = CODES
+    identification: Client,
+    school: str = SCHOOL,
+    grade: int = 7,
+    codes: tuple[str, ...] = CODES,
+    born: str = "2008-03-01",
 ) -> str:
     """Register a pupil in identification and record risk signs; the pupil id."""
     code = f"32{random.randrange(10**4):04d}-{random.randrange(10**5):05d}"
@@ -51,7 +55,7 @@ def register_at_risk(
                 "given_name": "Anna",
                 "family_name": "Bērziņa",
                 "personal_code": code,
-                "birth_date": "2008-03-01",
+                "birth_date": born,
                 "gender": "F",
             },
         ),
@@ -179,6 +183,7 @@ def planning_beside_identification(system: Any) -> Iterator[dict[str, Any]]:
             "system": system,
             "tap": tap,
             "planning_process": planning,
+            "identification_process": identification,
             "identification": Client(identification.url, tokens["teacher"]),
             **{role: Client(planning.url, token) for role, token in tokens.items()},
         }
@@ -357,6 +362,49 @@ def test_every_step_is_published_in_order_without_free_text(services: dict[str, 
     text = json.dumps(messages, ensure_ascii=False)
     for free_text in ("weekly talks", "J. Ozola", "attendance at home", "hospital stay", "Bērziņa"):
         assert free_text not in text
+
+
+def test_a_pupil_signs_the_consent_only_as_an_adult_as_identification_knows(
+    services: dict[str, Any],
+) -> None:
+    teacher, identification = services["teacher"], services["identification"]
+    minor = register_at_risk(identification)
+    adult = register_at_risk(identification, grade=12, born="2001-03-14")
+    known_at_risk(teacher, minor)
+    known_at_risk(teacher, adult)
+    by_pupil = {"given_by": "pupil", "signed_on": "2019-09-02"}
+    refused = teacher.post("/plans", {"pupil_id": minor, "semester": SEMESTER, "consent": by_pupil})
+    assert refused.status_code == 422
+    assert refused.json()["error"]["code"] == "consent_needs_a_parent"
+    assert "2008" not in refused.text  # the birth date stays in identification
+    drafted = ok(
+        teacher.post("/plans", {"pupil_id": adult, "semester": SEMESTER, "consent": by_pupil}), 201
+    )
+    assert plan_of(teacher, drafted["plan_id"])["consent"] == by_pupil
+    draft_plan(teacher, minor)  # the refusal kept nothing: the parent's consent drafts it
+
+
+def test_without_identification_a_pupils_own_consent_waits_and_a_parents_does_not(
+    own_services: dict[str, Any],
+) -> None:
+    teacher, identification = own_services["teacher"], own_services["identification"]
+    pupils = [register_at_risk(identification, grade=12, born="2001-03-14") for _ in range(2)]
+    for pupil_id in pupils:
+        known_at_risk(teacher, pupil_id)
+    own_services["identification_process"].stop()
+    by_pupil = {"given_by": "pupil", "signed_on": "2019-09-02"}
+    waiting = teacher.post(
+        "/plans", {"pupil_id": pupils[0], "semester": SEMESTER, "consent": by_pupil}
+    )
+    assert waiting.status_code == 503
+    assert waiting.headers["Retry-After"] == "5"
+    assert waiting.json()["error"]["code"] == "identification_unavailable"
+    draft_plan(teacher, pupils[1])  # a parent's consent needs nobody else
+    own_services["identification_process"].start()
+    drafted = teacher.post(
+        "/plans", {"pupil_id": pupils[0], "semester": SEMESTER, "consent": by_pupil}
+    )
+    assert drafted.status_code == 201, drafted.text
 
 
 def test_a_departure_in_identification_closes_the_plan(services: dict[str, Any]) -> None:

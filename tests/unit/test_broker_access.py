@@ -41,13 +41,14 @@ def test_a_service_publishes_events_under_its_own_name_only(service: str) -> Non
         assert allowed == (source == service), source
 
 
-def test_only_reporting_may_call_planning_for_plan_histories_and_identification_for_ages() -> None:
+def test_only_reporting_may_ask_for_plan_histories_and_age_bands_only_planning_for_adults() -> None:
     def may_call(service: str, key: str) -> bool:
         return re.fullmatch(grant_for(service).topics[1].write, key) is not None
 
     for service in SERVICES:
         assert may_call(service, "planning.audit_plan_history") == (service == "reporting")
         assert may_call(service, "identification.age_bands") == (service == "reporting")
+        assert may_call(service, "identification.adult_on") == (service == "planning")
         assert not may_call(service, "identification.audit_verify") or service == "reporting"
     assert may_call("planning", "identification.notifications")
     assert not may_call("identification", "planning.notifications")

@@ -552,6 +552,25 @@ def test_an_erased_or_unknown_pupil_has_no_age_band(app: IdentificationApplicati
     assert len(app.reads_of(pupil.id)) == 1
 
 
+def test_a_pupil_is_of_age_from_the_18th_birthday_and_the_read_is_recorded(
+    app: IdentificationApplication,
+) -> None:
+    pupil = register(app, personal_code="320000-00021", birth_date=date(2001, 3, 14), grade=12)
+    erased = register(app, personal_code="321234-56789")
+    app.erase_pupil(erased.id, by="dpo")
+
+    def adult(pupil_id: Any, day: date) -> bool | None:
+        return app.adult_on(pupil_id, day, reader="planning", purpose="consent_signer_age")
+
+    assert [adult(pupil.id, date(2019, 3, d)) for d in (13, 14)] == [False, True]
+    assert (adult(erased.id, date(2019, 3, 14)), adult(uuid4(), date(2019, 3, 14))) == (None, None)
+    reads = app.reads_of(pupil.id)
+    assert [(r["by"], r["role"], r["purpose"]) for r in reads] == [
+        ("planning", "service", "consent_signer_age")
+    ] * 2
+    assert app.reads_of(erased.id) == []
+
+
 @pytest.mark.parametrize(
     ("enquiries", "field"),
     [

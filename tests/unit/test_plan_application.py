@@ -20,6 +20,7 @@ from services.planning import domain
 from services.planning.application import PlanningApplication, PlanNotFoundError, load_rates
 from services.planning.domain import (
     InvalidDateError,
+    MinorCannotConsentError,
     MoneySpentError,
     Plan,
     PlanAlreadyExistsError,
@@ -230,6 +231,62 @@ def test_a_consent_signed_after_today_is_refused_and_nothing_is_saved(
         }
     assert (app.head(), app.list_plans([SCHOOL])) == (head, [])
     assert draft(app, pupil_id).consent_signed_on == date(2019, 9, 2)  # signed today: valid
+
+
+def test_a_pupil_signs_the_consent_only_if_identification_says_the_pupil_was_of_age(
+    app: PlanningApplication, identification: Identification
+) -> None:
+    pupil_id = identification.pupil()
+    asked: list[tuple[str, date]] = []
+
+    def identification_says(adult: bool | None) -> Any:
+        def adult_on(pupil: str, day: date) -> bool | None:
+            asked.append((pupil, day))
+            return adult
+
+        return adult_on
+
+    signed_by_pupil = {"given_by": "pupil", "signed_on": date(2019, 9, 2)}
+    head = app.head()
+    for answer in (False, None):  # a minor, or a pupil identification does not know
+        with pytest.raises(MinorCannotConsentError) as refused:
+            app.draft_plan(
+                pupil_id=uuid.UUID(pupil_id),
+                semester="2019-2020-1",
+                consent=signed_by_pupil,
+                user=TEACHER,
+                adult_on=identification_says(answer),
+            )
+        assert http_status(refused.value) == 422
+        assert refused.value.details == {
+            "fields": {"consent": {"given_by": ["a parent, for a minor"]}}
+        }
+    assert asked == [(pupil_id, date(2019, 9, 2))] * 2
+    assert (app.head(), app.list_plans([SCHOOL])) == (head, [])
+    plan = app.draft_plan(
+        pupil_id=uuid.UUID(pupil_id),
+        semester="2019-2020-1",
+        consent=signed_by_pupil,
+        user=TEACHER,
+        adult_on=identification_says(True),
+    )
+    assert plan.consent_given_by == "pupil"
+
+
+def test_a_parents_consent_asks_identification_nothing(
+    app: PlanningApplication, identification: Identification
+) -> None:
+    def away(pupil: str, day: date) -> bool | None:
+        raise AssertionError("identification was asked")
+
+    plan = app.draft_plan(
+        pupil_id=uuid.UUID(identification.pupil()),
+        semester="2019-2020-1",
+        consent=CONSENT,
+        user=TEACHER,
+        adult_on=away,
+    )
+    assert plan.consent_given_by == "parent"
 
 
 # -- one plan per pupil and semester -----------------------------------------------------------
