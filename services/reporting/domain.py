@@ -10,32 +10,42 @@ Rows, by table (money and hours in hundredths, exact integers):
 
 - ``schools``: school_id -> municipality, kind, owner, grade_from, grade_to
   (``school_registered``; the shipped reference schools are known without an event);
-- ``pupils``: pupil_id -> school_id, grade, gender, profile (``pupil_registered``; the
-  grade is the one registered: identification publishes no promotions). The profile is
-  what the ESF breakdowns need: ``"F 2 7-9"`` = gender, ISCED level, grade band, from
-  the grade and the kind of the school the pupil was registered at;
+- ``pupils``: pupil_id -> school_id, grade, gender, profile (``pupil_registered``, and
+  ``pupil_re_enrolled`` when a pupil who had left is at a school again: the same pupil,
+  now at that school with the grade given there; identification publishes no
+  promotions). The profile is what the ESF breakdowns need: ``"F 2 7-9"`` = gender,
+  ISCED level, grade band, from the grade and the kind of the pupil's school;
 - ``signs``: (pupil_id, risk_group, code, observed_on) -> school_id, resolved_on: one row
-  per time a risk sign was recorded; ``resolved_on`` is the UTC date on which
-  identification recorded the resolution (the event's occurred-at), or, for a sign still
-  open when its pupil left school (``pupil_departed``: identification leaves the pupil's
-  signs as they were), the day of the departure; empty while open;
+  per time a risk sign was recorded, at the pupil's school then; ``resolved_on`` is the
+  UTC date on which identification recorded the resolution (the event's occurred-at),
+  or, for a sign still open when its pupil left school (``pupil_departed``:
+  identification leaves the pupil's signs as they were), the day of the departure; empty
+  while open;
 - ``plans``: plan_id -> pupil_id, school_id, semester, status, supported,
-  previous_plan_id, outcome, approved_on. ``status`` follows planning's events exactly as
-  planning's own aggregate does; ``supported`` is 1 once the plan was fully approved
-  (``plan_fully_approved``) and stays 1 whatever happens later; ``outcome`` is set by
-  the evaluation or by the closing (a departure closes with the departure's outcome);
-  ``approved_on`` is the UTC date of the plan's first full approval, or the last day of
-  the plan's semester if it was approved later (a plan approved after its semester, as
-  when a school catches up or the demo replays 2019: the pupil took part then): the
-  pupil's entry into the operation with this plan, the day ESF asks the pupil's age on;
+  previous_plan_id, outcome, approved_on, close_cause. ``status`` follows planning's
+  events exactly as planning's own aggregate does; ``supported`` is 1 once the plan was
+  fully approved (``plan_fully_approved``) and stays 1 whatever happens later; ``outcome``
+  is set by the evaluation or by the closing (a departure closes with the departure's
+  outcome); ``close_cause`` is the closing's cause (``evaluated`` or ``pupil_departed``),
+  empty until then; ``approved_on`` is the UTC date of the plan's first full approval,
+  or the last day of the plan's semester if it was approved later (a plan approved after
+  its semester, as when a school catches up or the demo replays 2019: the pupil took
+  part then): the pupil's entry into the operation with this plan, the day ESF asks the
+  pupil's age on;
 - ``ages``: (pupil_id, on_date) -> band: identification's answer to reporting's age
   enquiry (``below_25``, ``25_or_over`` or ``unknown``), journalled by reporting itself
   as an ``age_band_answered`` entry of source ``reporting`` (see ``age_enquiry``);
 - ``years``: (school_year, pupil_id) -> profile, and for each semester of the year the
-  school, plan and outcome of the pupil's *supported* plan then (fully approved and not
-  deactivated; planning keeps one live plan per pupil and semester), and the pupil's age
-  band on that plan's ``approved_on`` (empty until answered): one row per pupil, so
-  distinct pupils are counted without sorting plans;
+  school, plan and outcome of the pupil's last *supported* plan then (fully approved and
+  not deactivated), and the pupil's age band on the ``approved_on`` of the pupil's first
+  supported plan then (empty until answered): one row per pupil, so distinct pupils are
+  counted without sorting plans. Planning keeps one live plan per pupil and semester, but
+  a pupil who left school and was re-enrolled may get a new plan in the same semester
+  (at the new school) after the first was closed on the departure: the pupil's plans of
+  a semester are taken in the order the pupil held them (see ``held_in_order``), the
+  outcome that counts is the last one's, the age on entry the first one's. The profile
+  is the pupil's when the row was first written with a known profile, and then kept
+  (see ``_refresh_years``);
 - ``plan_counts``: (semester, school_id, status) -> plans, continued (those with a
   previous plan): counters moved by every change of a plan's status;
 - ``hours``: (plan_id, kind) -> school_id, semester, hours, cost: consultations logged
@@ -193,7 +203,17 @@ def _pupil_registered(s: State, pupil_id: str, p: Mapping[str, Any], _: str) -> 
         (pupil_id,),
         [school, grade, gender, profile(gender, grade, s.school_kind(school))],
     )
+    # Plans may have arrived first (the sources are not ordered among themselves): their
+    # years learn the profile now.
     _refresh_years(s, pupil_id, {school_year_of(row[2]) for _, row in s.plans_of(pupil_id)})
+
+
+def _pupil_re_enrolled(s: State, pupil_id: str, p: Mapping[str, Any], occurred_at: str) -> None:
+    """A pupil who had left is at a school again, under the same id: one participant for
+    ESF, not a new one. The row takes the school and grade given there, so the signs
+    recorded from now on are placed at the new school (the departure ended the earlier
+    ones). The ``years`` already written keep their profile (see ``_refresh_years``)."""
+    _pupil_registered(s, pupil_id, p, occurred_at)
 
 
 def _risk_sign_recorded(s: State, pupil_id: str, p: Mapping[str, Any], _: str) -> None:
@@ -225,7 +245,19 @@ def _pupil_departed(s: State, pupil_id: str, p: Mapping[str, Any], _: str) -> No
 
 # -- planning ------------------------------------------------------------------------------
 
-_PUPIL, _SCHOOL, _SEMESTER, _STATUS, _SUPPORTED, _PREVIOUS, _OUTCOME, _APPROVED_ON = range(8)
+(
+    _PUPIL,
+    _SCHOOL,
+    _SEMESTER,
+    _STATUS,
+    _SUPPORTED,
+    _PREVIOUS,
+    _OUTCOME,
+    _APPROVED_ON,
+    _CLOSE_CAUSE,
+) = range(9)
+# planning's ``plan_closed`` cause when the pupil left school (else ``evaluated``)
+CLOSED_ON_DEPARTURE = "pupil_departed"
 
 
 def is_supported(plan: Row) -> bool:
@@ -233,24 +265,48 @@ def is_supported(plan: Row) -> bool:
     return bool(plan[_SUPPORTED]) and plan[_STATUS] != INACTIVE
 
 
+def held_in_order(plans: list[tuple[Key, Row]], semester: str) -> list[tuple[str, Row]]:
+    """The pupil's supported plans of the semester, in the order the pupil held them.
+
+    Usually one. A second comes only after a departure: planning allows a new plan in the
+    same semester (at the school the pupil was re-enrolled at) once the earlier one was
+    closed on the departure. So a plan closed on a departure comes before one that was not
+    (the pupil's final plan, whose outcome the result indicator counts); plans alike in
+    that by their first full approval; the plan id (a uuid) only settles a tie (two
+    departures, both plans approved on one day or after the semester) the same way in
+    every fold."""
+    held = [(k[0], r) for k, r in plans if r[_SEMESTER] == semester and is_supported(r)]
+    return sorted(
+        held,
+        key=lambda p: (p[1][_CLOSE_CAUSE] != CLOSED_ON_DEPARTURE, p[1][_APPROVED_ON] or "", p[0]),
+    )
+
+
 def _refresh_years(s: State, pupil_id: str, school_years: set[str]) -> None:
-    """Recompute the pupil's ``years`` rows from the pupil's plans."""
+    """Recompute the pupil's ``years`` rows from the pupil's plans.
+
+    A row keeps the profile it was first written with, once known. ESF counts a
+    participant's characteristics (education level) on entry, and a year's figures must
+    not change after the fact because the pupil was later re-enrolled with another grade
+    or at a school of another kind: the re-enrolment changes the pupil's row, and only
+    years first written after it take the new profile (a row refreshed for any reason,
+    an age answer, a plan evaluated, would otherwise take the current one). A row written
+    before the pupil's registration arrived learns the profile when it does."""
     plans = s.plans_of(pupil_id)
     pupil = s.get("pupils", (pupil_id,))
+    current = pupil[3] if pupil else UNKNOWN_PROFILE
     for year in sorted(school_years):
-        row: Row = [pupil[3] if pupil else UNKNOWN_PROFILE]
-        bands: Row = []
-        for term in ("1", "2"):
-            semester = f"{year}-{term}"
-            held = sorted(
-                (k[0], r) for k, r in plans if r[_SEMESTER] == semester and is_supported(r)
-            )
-            plan_id, plan = held[-1] if held else (None, None)
-            row += [plan[_SCHOOL], plan_id, plan[_OUTCOME]] if plan else [None, None, None]
-            bands.append(_band_on_entry(s, pupil_id, plan))
-        row += bands
         key = (year, pupil_id)
         old = s.get("years", key)
+        row: Row = [old[0] if old is not None and old[0] != UNKNOWN_PROFILE else current]
+        bands: Row = []
+        for term in ("1", "2"):
+            held = held_in_order(plans, f"{year}-{term}")
+            plan_id, plan = held[-1] if held else (None, None)
+            row += [plan[_SCHOOL], plan_id, plan[_OUTCOME]] if plan else [None, None, None]
+            # Entry: the first plan, also when the pupil moved school within the semester.
+            bands.append(_band_on_entry(s, pupil_id, held[0][1] if held else None))
+        row += bands
         if old != row and (old is not None or row[1] is not None or row[4] is not None):
             s.put("years", key, row)
 
@@ -282,6 +338,7 @@ def _plan_drafted(s: State, plan_id: str, p: Mapping[str, Any], _: str) -> None:
         p["previous_plan_id"],
         None,
         None,
+        None,
     ]
     s.put("plans", (plan_id,), row)
     _count_plan(s, row, 1)
@@ -304,10 +361,15 @@ def _plan_change(change: Callable[[Row, Mapping[str, Any]], None]) -> Rule:
         if new[_STATUS] != old[_STATUS]:
             _count_plan(s, old, -1)
             _count_plan(s, new, 1)
-        if (is_supported(new), new[_OUTCOME]) != (is_supported(old), old[_OUTCOME]):
+        # What ``years`` reads of a plan, and the order ``held_in_order`` puts it in.
+        if _held_as(new) != _held_as(old):
             _refresh_years(s, new[_PUPIL], {school_year_of(new[_SEMESTER])})
 
     return rule
+
+
+def _held_as(plan: Row) -> tuple[bool, str | None, str | None]:
+    return is_supported(plan), plan[_OUTCOME], plan[_CLOSE_CAUSE]
 
 
 def _status(status: str) -> Rule:
@@ -335,7 +397,7 @@ def _plan_fully_approved(s: State, plan_id: str, p: Mapping[str, Any], occurred_
     if plan is not None and plan[_APPROVED_ON] is None:
         last_day = Semester.parse(plan[_SEMESTER]).ends_on.isoformat()
         entry = min(utc_date(occurred_at), last_day)
-        s.put("plans", (plan_id,), [*plan[:_APPROVED_ON], entry])
+        s.put("plans", (plan_id,), [*plan[:_APPROVED_ON], entry, *plan[_APPROVED_ON + 1 :]])
     _approve(s, plan_id, p, occurred_at)
 
 
@@ -352,6 +414,14 @@ def _ended(status: str) -> Callable[[Row, Mapping[str, Any]], None]:
         row[_OUTCOME] = p["outcome"]
 
     return change
+
+
+def _closed(row: Row, p: Mapping[str, Any]) -> None:
+    """As ``_ended``, and why: a plan closed on a departure may have a successor in its
+    semester (``held_in_order``)."""
+    row[_STATUS] = "closed"
+    row[_OUTCOME] = p["outcome"]
+    row[_CLOSE_CAUSE] = p["cause"]
 
 
 def _consultation_logged(s: State, plan_id: str, p: Mapping[str, Any], _: str) -> None:
@@ -476,6 +546,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "risk_sign_recorded": _risk_sign_recorded,
         "risk_sign_resolved": _risk_sign_resolved,
         "pupil_departed": _pupil_departed,
+        "pupil_re_enrolled": _pupil_re_enrolled,
     },
     "planning": {
         "plan_drafted": _plan_drafted,
@@ -488,7 +559,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "plan_deactivated": _status(INACTIVE),
         "plan_started": _plan_change(_started),
         "plan_evaluated": _plan_change(_ended("evaluated")),
-        "plan_closed": _plan_change(_ended("closed")),
+        "plan_closed": _plan_change(_closed),
         "consultation_logged": _consultation_logged,
     },
     "provisioning": {

@@ -28,7 +28,10 @@ Query = Callable[..., list[Any]]
 # Raise when a table's definition or a rule changes: the service then rebuilds the read
 # models from the journal when it starts (or ``pumpurs migrate reporting`` does).
 # 5: a departure ends the departed pupil's open signs (``pupil_departed``).
-READ_MODEL_VERSION = 5
+# 6: a re-enrolment moves the pupil to the new school (``pupil_re_enrolled``); plans keep
+#    their close cause (indexed), and a semester's years row takes the pupil's last plan
+#    in it, not the one whose id sorts last; a years row keeps its profile once known.
+READ_MODEL_VERSION = 6
 
 
 @dataclass(frozen=True)
@@ -80,9 +83,12 @@ TABLES: tuple[Table, ...] = (
             "previous_plan_id",
             "outcome",
             "approved_on",
+            "close_cause",
         ),
         _integers("supported"),
-        (("pupil_id",), ("semester", "school_id")),
+        # close_cause: the few plans closed on a departure, which the report looks up
+        # (``EsfReport.held``, ``EsfReport.earlier_schools``)
+        (("pupil_id",), ("semester", "school_id"), ("close_cause", "semester")),
     ),
     Table(
         "years",

@@ -6,7 +6,7 @@ semesters). A plan belongs to the period of its semester; a provision and a cons
 to their plan's semester. Scope: everything, one municipality (its schools: the shipped
 reference schools and those identification registered) or one school; plans, hours and
 provisions are placed by the school that keeps the plan, pupils at risk by the school
-identification registered them at.
+identification had them at when the sign was recorded (registered, or re-enrolled at).
 
 Definitions (the figures auditors trace back with ``?explain=<indicator>``):
 
@@ -14,9 +14,10 @@ Definitions (the figures auditors trace back with ``?explain=<indicator>``):
   A plan is supported once it was fully approved at every level of its chain
   (``plan_fully_approved``), whatever happened to it later, unless it was deactivated
   (``inactive``: the programme's "deleted", which planning allows only while no money
-  was spent on it). Split by the gender and grade identification registered (``F``,
-  ``M``); ``by_isced``: ISCED 1 for grades 1-6, 2 for 7-9, 3 for 10-12 and for every
-  vocational course; ``by_grade_band``: 1-4, 5-6, 7-9, 10-12, vocational;
+  was spent on it). Split by the gender (``F``, ``M``) and grade identification
+  registered (for a re-enrolled pupil, see below); ``by_isced``: ISCED 1 for grades 1-6,
+  2 for 7-9, 3 for 10-12 and for every vocational course; ``by_grade_band``: 1-4, 5-6,
+  7-9, 10-12, vocational;
   ``by_isced_gender`` both at once; ``below_25`` (and ``below_25_by_gender``): pupils
   below 25 years of age on entry, the day their first supported plan in the period (and
   scope) was first fully approved, as identification answered reporting's enquiry
@@ -24,9 +25,14 @@ Definitions (the figures auditors trace back with ``?explain=<indicator>``):
   ``age_25_or_over`` the others answered; ``age_unknown`` those with no answer yet or
   none to give (erased): the three add up to ``total``; ``by_school``: distinct pupils
   per school with a supported plan there (a pupil supported at two schools counts at
-  each, once in ``total``). A pupil whose
-  registration reporting has not received counts under ``unknown``.
-- ``institutions_supported``: schools with at least one supported plan in the period.
+  each, once in ``total``). A pupil whose registration reporting has not received
+  counts under ``unknown``. A pupil who left school and was re-enrolled (at another
+  school or the same) is one pupil, counted once, with the grade and school kind the
+  pupil had on entry in the school year (a year's figures do not change when the pupil
+  is re-enrolled later with another grade); within a semester the entry is the pupil's
+  first supported plan there, whichever school keeps it.
+- ``institutions_supported``: schools with at least one supported plan in the period
+  (both schools of a pupil who changed school within a semester).
 - ``pupils_at_risk``: distinct pupils with a risk sign that was open at some time in the
   period: observed on or before the period's last day and not resolved before its first
   day. A sign still open when its pupil left school ends on the day of the departure, so
@@ -46,7 +52,10 @@ Definitions (the figures auditors trace back with ``?explain=<indicator>``):
   period ended with ``continues_learning``, ``transferred`` or ``graduated``
   (``continued``) against ``left_education`` (``left``); ``share`` = continued /
   (continued + left), four decimals, null when both are 0. Pupils whose plans have no
-  outcome yet are in neither.
+  outcome yet are in neither. Within a semester the outcome is that of the pupil's last
+  plan there: a pupil whose plan was closed on leaving school and who got a plan at the
+  school they were re-enrolled at counts with the new plan's outcome (in a scope that has
+  only the first school too: it is the pupil's outcome of that semester).
 
 Money and hours are decimal strings with two decimals. The report names no person: only
 ids, and ``explain`` lists only ids.
@@ -62,6 +71,7 @@ from typing import Any
 
 from services.reporting.domain import (
     BELOW_25,
+    CLOSED_ON_DEPARTURE,
     CONTINUED_OUTCOMES,
     GENDERS,
     GRADE_BANDS,
@@ -85,6 +95,10 @@ from shared.vocabulary import (
 
 Query = Callable[..., list[Any]]
 _SCHOOL_YEAR = re.compile(r"^(\d{4})-(\d{4})$")
+# A plan row that is support: fully approved at some time and not deactivated.
+SUPPORTED = f"supported = 1 AND status <> '{INACTIVE}'"
+# A plan row closed on the pupil's departure: another plan may follow it in its semester.
+DEPARTED = f"close_cause = '{CLOSED_ON_DEPARTURE}'"
 
 
 class UnknownIndicatorError(InvalidInputError):
@@ -221,8 +235,13 @@ class EsfReport:
             params += list(self.scope.school_ids)
         return where, params
 
-    def held(self, term: str) -> Fragment:
-        """A ``years`` row whose pupil had a supported plan in the scope that semester."""
+    def supported_plans(self) -> Fragment:
+        """Supported ``plans`` rows of the period and the scope."""
+        where, params = self.within()
+        return f"{where} AND {SUPPORTED}", params
+
+    def at_school(self, term: str) -> Fragment:
+        """A ``years`` row whose pupil's last supported plan that semester is in the scope."""
         column = f"s{term}_school"
         if self.scope.school_ids is None:
             return f"{column} IS NOT NULL", []
@@ -230,15 +249,43 @@ class EsfReport:
             self.scope.school_ids
         )
 
+    def held(self, term: str) -> Fragment:
+        """A ``years`` row whose pupil had a supported plan in the scope that semester: the
+        last one, or one closed on the pupil's departure (the pupil was re-enrolled and has
+        the later plan's school in the row). Only those plans can come before another in a
+        semester, and an index finds them: few pupils leave school."""
+        at, params = self.at_school(term)
+        if self.scope.school_ids is None:
+            return at, params
+        marks = ", ".join("?" * len(self.scope.school_ids))
+        left = (
+            f"pupil_id IN (SELECT pupil_id FROM {self.m['plans']} WHERE {DEPARTED} "
+            f"AND semester = ? AND school_id IN ({marks}) AND {SUPPORTED})"
+        )
+        return f"({at} OR {left})", [
+            *params,
+            f"{self.school_year}-{term}",
+            *self.scope.school_ids,
+        ]
+
+    def held_flags(self) -> Fragment:
+        """``in1``, ``in2``: the terms of the period a ``years`` row is ``held`` in (for
+        ``holds``)."""
+        columns, params = [], []
+        for term in self.terms:
+            where, values = self.held(term)
+            columns.append(f"CASE WHEN {where} THEN 1 ELSE 0 END AS in{term}")
+            params += values
+        return ", ".join(columns), params
+
     def held_in_period(self) -> Fragment:
         parts = [self.held(term) for term in self.terms]
         where = f"school_year = ? AND ({' OR '.join(p[0] for p in parts)})"
         return where, [self.school_year, *(x for p in parts for x in p[1])]
 
     def holds(self, row: Any, term: str) -> bool:
-        school = row[f"s{term}_school"]
-        ids = self.scope.school_ids
-        return school is not None and (ids is None or school in ids)
+        """Whether a ``years`` row read with ``held_flags`` is ``held`` in the term."""
+        return bool(row[f"in{term}"])
 
     def latest(self, column: str) -> Fragment:
         """The pupil's latest ended supported plan's ``outcome`` (or ``plan``) in scope."""
@@ -327,10 +374,11 @@ class EsfReport:
         }
 
     def supported_by_school(self) -> dict[str, int]:
-        """Distinct pupils per school: a pupil kept at the same school both semesters once."""
+        """Distinct pupils per school: a pupil kept at the same school both semesters once,
+        one who changed school (between the semesters or within one) at each."""
         parts, params = [], []
         for term in self.terms:
-            where, values = self.held(term)
+            where, values = self.at_school(term)
             if term == "2" and "1" in self.terms:
                 where += " AND (s1_school IS NULL OR s1_school <> s2_school)"
             parts.append(
@@ -338,11 +386,27 @@ class EsfReport:
                 f"WHERE school_year = ? AND {where}"
             )
             params += [self.school_year, *values]
+        earlier, values = self.earlier_schools()
         rows = self.q(
-            f"SELECT school, COUNT(*) AS n FROM ({' UNION ALL '.join(parts)}) t GROUP BY school",
-            params,
+            f"SELECT school, COUNT(*) AS n FROM ({' UNION ALL '.join([*parts, earlier])}) t "
+            "GROUP BY school",
+            params + values,
         )
         return {row["school"]: int(row["n"]) for row in sorted(rows, key=_by("school"))}
+
+    def earlier_schools(self) -> Fragment:
+        """A school a pupil was supported at before leaving it, once a pupil, unless the
+        pupil's ``years`` row has it in the period too (``years`` keeps the school of the
+        pupil's last plan of a semester)."""
+        where, params = self.within("p.")
+        counted = " OR ".join(f"y.s{term}_school = p.school_id" for term in self.terms)
+        return (
+            f"SELECT school FROM (SELECT DISTINCT p.school_id AS school, p.pupil_id "
+            f"FROM {self.m['plans']} p WHERE p.{DEPARTED} AND {where} "
+            f"AND p.supported = 1 AND p.status <> '{INACTIVE}' AND NOT EXISTS (SELECT 1 "
+            f"FROM {self.m['years']} y WHERE y.school_year = ? AND y.pupil_id = p.pupil_id "
+            f"AND ({counted}))) e"
+        ), [*params, self.school_year]
 
     def _open_signs(self) -> Fragment:
         where = "observed_on <= ? AND (resolved_on IS NULL OR resolved_on >= ?)"
@@ -516,45 +580,45 @@ class Explainer:
             {r["pupil_id"] for r in rows if r["pupil_id"]}, {r["plan_id"] for r in rows}
         )
 
-    def _held(self) -> list[tuple[Any, list[tuple[str, str]]]]:
-        """Each supported pupil's row and the (school, plan) of each semester it counts."""
+    def _held(self) -> list[Any]:
+        """Each supported pupil's ``years`` row, with the terms it counts in (``holds``)."""
+        flags, flag_params = self.r.held_flags()
         where, params = self.r.held_in_period()
-        rows = self.r.q(
-            "SELECT pupil_id, profile, s1_school, s1_plan, s2_school, s2_plan, s1_age, s2_age "
+        return self.r.q(
+            f"SELECT pupil_id, profile, s1_age, s2_age, {flags} "
             f"FROM {self.r.m['years']} WHERE {where}",
+            flag_params + params,
+        )
+
+    def _supported(self) -> list[Any]:
+        """The supported plans of the period and scope: every school's, also the first
+        school's of a pupil who changed school within a semester."""
+        where, params = self.r.supported_plans()
+        return self.r.q(
+            f"SELECT pupil_id, plan_id, school_id FROM {self.r.m['plans']} WHERE {where}",
             params,
         )
-        return [
-            (
-                row,
-                [
-                    (row[f"s{t}_school"], row[f"s{t}_plan"])
-                    for t in self.r.terms
-                    if self.r.holds(row, t)
-                ],
-            )
-            for row in rows
-        ]
 
     def _institutions_supported(self, rest: list[str]) -> Explanation:
-        found = Explanation(set(), set(), set())
-        for row, held in self._held():
-            found.pupil_ids.add(row["pupil_id"])
-            found.plan_ids.update(plan for _, plan in held)
-            found.school_ids.update(school for school, _ in held)  # type: ignore[union-attr]
-        return found
+        plans = self._supported()
+        return Explanation(
+            {r["pupil_id"] for r in plans},
+            {r["plan_id"] for r in plans},
+            {r["school_id"] for r in plans},
+        )
 
     def _pupils_supported(self, rest: list[str]) -> Explanation:
-        found = Explanation(set(), set())
-        for row, held in self._held():
-            if rest[:1] == ["by_school"]:
-                held = [(school, plan) for school, plan in held if school == ".".join(rest[1:])]
-            elif not _in_category(row["profile"], self.r.band_of(row), rest):
-                held = []
-            if held:
-                found.pupil_ids.add(row["pupil_id"])
-                found.plan_ids.update(plan for _, plan in held)
-        return found
+        plans = self._supported()
+        if rest[:1] == ["by_school"]:
+            school = ".".join(rest[1:])
+            plans = [r for r in plans if r["school_id"] == school]
+            return self._plans(plans)
+        pupils = {
+            row["pupil_id"]
+            for row in self._held()
+            if _in_category(row["profile"], self.r.band_of(row), rest)
+        }
+        return Explanation(pupils, {r["plan_id"] for r in plans if r["pupil_id"] in pupils})
 
     def _pupils_at_risk(self, rest: list[str]) -> Explanation:
         where, params = self.r._open_signs()
