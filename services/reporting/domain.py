@@ -238,9 +238,11 @@ def _risk_sign_resolved(s: State, pupil_id: str, p: Mapping[str, Any], occurred_
 def _pupil_departed(s: State, pupil_id: str, p: Mapping[str, Any], _: str) -> None:
     """A pupil who left school is at risk up to the departure, not after: identification
     resolves none of the pupil's signs, so each still open ends on the day of departure.
-    (A resolution identification records later finds none open and changes nothing.)"""
+    (A resolution identification records later finds none open and changes nothing.)
+    A departure recorded late and dated before a sign's observation ends that sign on the
+    day it was observed: ended before it began, it would be counted in no period at all."""
     for key, row in s.open_signs(pupil_id):
-        s.put("signs", key, [row[0], p["on"]])
+        s.put("signs", key, [row[0], max(p["on"], key[3])])
 
 
 # -- planning ------------------------------------------------------------------------------

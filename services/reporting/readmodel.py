@@ -30,7 +30,8 @@ Query = Callable[..., list[Any]]
 # 5: a departure ends the departed pupil's open signs (``pupil_departed``).
 # 6: a re-enrolment moves the pupil to the new school (``pupil_re_enrolled``); plans keep
 #    their close cause (indexed), and a semester's years row takes the pupil's last plan
-#    in it, not the one whose id sorts last; a years row keeps its profile once known.
+#    in it, not the one whose id sorts last; a years row keeps its profile once known;
+#    a departure dated before a sign's observation ends the sign on that observation day.
 READ_MODEL_VERSION = 6
 
 

@@ -645,6 +645,26 @@ def test_a_departed_pupil_is_at_risk_up_to_the_departure_and_not_after(
     assert rebuilt is not None and rebuilt.digest == digest
 
 
+def test_a_sign_observed_after_a_back_dated_departure_still_counts_where_it_was_seen(
+    app: ReportingApplication,
+) -> None:
+    """A teacher records a sign on 10 January; the office records on 20 January that the
+    pupil left on 20 December. The sign was seen in semester II: the pupil was at risk
+    then, and in the school year, not in no period at all."""
+    f = Feed(app)
+    pupil = f.pupil(TEN, 8, "M")
+    f.sign(pupil, "learning.absences", "2020-01-10")
+    departure = {"reason": "dropped_out", "on": "2019-12-20", "to_school_id": None}
+    f.send("identification", "pupil_departed", pupil, departure, datetime(2020, 1, 20, tzinfo=UTC))
+    assert risk_figures(app, Period.semester(SEM1))["total"] == 0
+    assert risk_figures(app, Period.semester(SEM2))["total"] == 1
+    assert risk_figures(app, Period.school_year("2019-2020"))["total"] == 1
+    assert risk_figures(app, Period.school_year("2020-2021"))["total"] == 0
+    digest = app.digest()
+    rebuilt = app.rebuild()
+    assert rebuilt is not None and rebuilt.digest == digest
+
+
 def test_a_departure_in_a_batch_gives_the_rows_a_rebuild_gives(
     app: ReportingApplication, held: list[IncomingEvent]
 ) -> None:
