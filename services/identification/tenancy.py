@@ -1,21 +1,18 @@
 """Which schools a caller's tenant holds, knowing the schools registered here as well.
 
-``Principal.sees_school`` finds a school's municipality in the shipped reference data;
-identification also knows the schools a national coordinator added, so a municipal
-coordinator sees those of their municipality too.
+Identification holds every school (the shipped reference data and those a national
+coordinator added), so the school it looked up says its own municipality.
 """
 
 from __future__ import annotations
 
-from shared.auth import MUNICIPAL_COORDINATOR, NATIONWIDE_ROLES, Principal
+from shared.auth import NATIONWIDE_ROLES, Principal
 from shared.errors import ForbiddenError
 from shared.schools import School as SchoolInfo
 
 
 def sees(principal: Principal, school: SchoolInfo) -> bool:
-    if principal.sees_school(school.school_id):
-        return True
-    return principal.role == MUNICIPAL_COORDINATOR and principal.municipality == school.municipality
+    return principal.sees_school(school.school_id, lambda _: school.municipality)
 
 
 def require(principal: Principal, school: SchoolInfo) -> None:

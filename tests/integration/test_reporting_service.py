@@ -65,6 +65,12 @@ def stack(system: Any) -> Iterator[dict[str, Any]]:
                 processes["identification"].url, token("data_protection_officer")
             ),
             **{role: Client(processes["planning"].url, t) for role, t in planning.items()},
+            "teacher@other": Client(
+                processes["planning"].url, token("teacher", school=OTHER_SCHOOL)
+            ),
+            "director@other": Client(
+                processes["planning"].url, token("director", school=OTHER_SCHOOL)
+            ),
             "provisioning": Client(processes["provisioning"].url, planning["director"]),
             "budgets": Client(processes["provisioning"].url, planning["municipal"]),
             **{f"report:{r}": Client(processes["reporting"].url, t) for r, t in readers.items()},
@@ -284,3 +290,55 @@ def test_the_esf_report_follows_what_the_services_did(stack: dict[str, Any]) -> 
     assert (back["below_25"], back["age_unknown"]) == (2, 0)
     assert reporting.metric("pumpurs_reporting_age_enquiries_pending") == 0
     assert reporting.metric("pumpurs_reporting_age_enquiry_oldest_age_seconds") == 0
+
+
+def test_a_pupil_who_moves_school_mid_semester_is_one_participant_supported_at_both(
+    stack: dict[str, Any],
+) -> None:
+    """Supported at one school, transferred, registered again and supported at the next
+    school in the same semester: one pupil in the ESF report, two institutions."""
+    s = stack
+    pupil_id, first_plan, _ = supported_plan(s)
+    pupil = ok(s["identification"].get(f"/pupils/{pupil_id}"))
+    departure = {
+        "reason": "transferred",
+        "on": "2019-11-15",
+        "to_school_id": OTHER_SCHOOL,
+        "expected_version": pupil["version"],
+    }
+    ok(s["identification"].post(f"/pupils/{pupil_id}/departure", departure))
+    form = {
+        key: pupil[key]
+        for key in ("given_name", "family_name", "personal_code", "birth_date", "gender")
+    }
+    again = ok(
+        s["identification@other"].post("/pupils", {**form, "school_id": OTHER_SCHOOL, "grade": 8}),
+        201,
+    )
+    assert again["pupil_id"] == pupil_id
+    register_sign = {
+        "code": "learning.absences",
+        "observed_on": "2019-11-20",
+        "evidence": "seen by the new class teacher",
+        "expected_version": again["version"],
+    }
+    ok(s["identification@other"].post(f"/pupils/{pupil_id}/risk-signs", register_sign), 201)
+    teacher = s["teacher@other"]
+    known_at_risk(teacher, pupil_id, OTHER_SCHOOL, codes=("learning.absences",))
+    plan = draft_plan(teacher, pupil_id)
+    talks = add_measure(teacher, plan["plan_id"], plan["version"])
+    version = command(teacher, plan["plan_id"], "submit", talks["version"])["version"]
+    for role in ("director@other", "municipal", "national"):
+        version = command(s[role], plan["plan_id"], "approve", version)["version"]
+    settled(s)
+    ages_answered(s["report:auditor"])
+
+    i = reported(s["report:auditor"])["indicators"]
+    assert i["pupils_supported"]["total"] == 1
+    assert i["pupils_supported"]["by_school"] == {SCHOOL: 1, OTHER_SCHOOL: 1}
+    assert i["institutions_supported"] == 2
+    assert (i["plans_by_status"]["closed"], i["plans_by_status"]["approved"]) == (1, 1)
+    assert i["pupils_at_risk"]["total"] == 1
+    why = reported(s["report:auditor"], explain="pupils_supported")["explain"]
+    assert why["pupil_ids"] == [pupil_id]
+    assert sorted(why["plan_ids"]) == sorted([first_plan, plan["plan_id"]])
