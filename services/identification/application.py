@@ -23,6 +23,7 @@ from services.identification.crypto import KeyRing, PupilKey, master_key
 from services.identification.domain import (
     ASSESSMENT,
     DEPARTED,
+    PersonalCodeTakenError,
     PersonalData,
     Pupil,
     PupilErasedError,
@@ -70,18 +71,6 @@ class UnknownSchoolError(InvalidInputError):
 
 class SchoolAlreadyRegisteredError(ConflictError):
     code = "school_already_registered"
-
-
-class PersonalCodeTakenError(ConflictError):
-    """The personal code is registered already: names the pupil, never the code."""
-
-    code = "personal_code_registered"
-
-    def __init__(self, pupil_id: UUID) -> None:
-        super().__init__(
-            f"this personal code is registered already, as pupil {pupil_id}",
-            {"pupil_id": str(pupil_id)},
-        )
 
 
 @dataclass(frozen=True)
@@ -144,22 +133,23 @@ class IdentificationApplication(ServiceApplication):
         digest = self.keyring.code_digest(data.personal_code)
         holder = self.code_holder(digest)
         if holder is not None:
-            return self.re_enrol_pupil(holder, school_id, grade, gender, data, by)
+            pupil = self.re_enrolled(self.get_pupil(holder), school_id, grade, gender, data, by)
+            self.save_pupils([pupil])
+            return pupil
         new = self.new_pupil(school_id, grade, gender, data, by, digest)
         self.save_new_pupil(new)
         return new.pupil
 
-    def re_enrol_pupil(
-        self, pupil_id: UUID, school_id: str, grade: int, gender: str, data: PersonalData, by: str
+    def re_enrolled(
+        self, pupil: Pupil, school_id: str, grade: int, gender: str, data: PersonalData, by: str
     ) -> Pupil:
-        pupil = self.get_pupil(pupil_id)
+        """The departed pupil, enrolled at the school again (not saved yet)."""
         key = self.key_of(pupil)
         # A mistyped code that happens to be a departed pupil's must not take that child
         # over: the birth date has to agree too.
         if pupil.status != DEPARTED or birth_date_of(pupil, key) != data.birth_date:
             raise PersonalCodeTakenError(pupil.id)
         pupil.re_enrol(school_id, grade, gender, seal_personal_data(key, data), by)
-        self.save_pupils([pupil])
         return pupil
 
     def new_pupil(

@@ -78,6 +78,18 @@ class PupilEnrolledError(TransitionNotAllowedError):
     code = "pupil_enrolled"
 
 
+class PersonalCodeTakenError(ConflictError):
+    """The personal code is registered already: names the pupil, never the code."""
+
+    code = "personal_code_registered"
+
+    def __init__(self, pupil_id: UUID) -> None:
+        super().__init__(
+            f"this personal code is registered already, as pupil {pupil_id}",
+            {"pupil_id": str(pupil_id)},
+        )
+
+
 class InvalidNameError(InvalidInputError):
     code = "invalid_name"
 

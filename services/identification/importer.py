@@ -4,6 +4,9 @@ Rows are taken in batches; each batch is one transaction (events, list rows, key
 code index together). Re-importing changes nothing: a known personal code finds its
 pupil, and a sign is not recorded again while it is active, nor when the journal
 already gave it for the same semester (so a teacher's resolution is not undone).
+A pupil whose last departure named this school (a transfer here) is enrolled here again
+by the row, and counted as registered; any other pupil who left is not: a past
+semester's export lists pupils who have left since.
 A batch that collides with a concurrent change is worked out again from the store.
 """
 
@@ -20,7 +23,7 @@ from eventsourcing.persistence import IntegrityError
 
 from services.identification import domain
 from services.identification.crypto import PupilKey
-from services.identification.domain import ENROLLED, JOURNAL, Pupil
+from services.identification.domain import ENROLLED, JOURNAL, PersonalCodeTakenError, Pupil
 from services.identification.journal import JournalRow, Semester, parse_journal
 from services.identification.views import EVIDENCE
 from shared.schools import School as SchoolInfo
@@ -120,14 +123,14 @@ class JournalImport:
         batch.report.registered += 1
 
     def _known(self, row: JournalRow, pupil_id: UUID, state: dict[str, Any], batch: _Batch) -> None:
-        """A pupil registered before: at this school and enrolled, it may take new signs.
-        One who left is not taken back by a journal row (a past semester's export lists
-        pupils who have left since): registering the pupil by hand does that."""
+        """A pupil registered before: at this school and enrolled, it may take new signs;
+        one transferred here is enrolled here again first."""
         if state["status"] != ENROLLED:
-            raise RowSkipped(
-                "the pupil has left school; no signs were recorded "
-                "(register the pupil to enrol them here again)"
-            )
+            pupil = self._transferred_here(row, self.app.get_pupil(pupil_id))
+            batch.report.signs_recorded += self._record_signs(pupil, self.app.key_of(pupil), row)
+            batch.changed.append(pupil)
+            batch.report.registered += 1
+            return
         if state["school_id"] != self.school.school_id:
             raise RowSkipped("this personal code is registered at another school")
         if not row.signs(self.semester):
@@ -136,6 +139,19 @@ class JournalImport:
         if recorded := self._record_signs(pupil, self.app.key_of(pupil), row):
             batch.report.signs_recorded += recorded
             batch.changed.append(pupil)
+
+    def _transferred_here(self, row: JournalRow, pupil: Pupil) -> Pupil:
+        departure = pupil.departure or {}
+        if pupil.erased or departure.get("to_school_id") != self.school.school_id:
+            raise RowSkipped(
+                "the pupil has left school; no signs were recorded "
+                "(register the pupil to enrol them here again)"
+            )
+        school_id, personal = self.school.school_id, row.personal
+        try:
+            return self.app.re_enrolled(pupil, school_id, row.grade, row.gender, personal, self.by)
+        except PersonalCodeTakenError:
+            raise RowSkipped("the birth date differs from the registered pupil's") from None
 
     def _record_signs(self, pupil: Pupil, key: PupilKey, row: JournalRow) -> int:
         recorded = 0
