@@ -24,8 +24,16 @@ help:
 
 venv: .venv
 
-# `.venv` is phony so `make .venv` always checks the stamp; the stamp does the work.
+# `.venv` is phony so `make .venv` always checks the stamp; the stamp does the work. It
+# also checks that the project installed in it is this checkout: another tree that links
+# this .venv and installs itself (a git worktree) would otherwise have `pumpurs`, and so
+# `make run`, run that tree's code.
 .venv: $(VENV_STAMP)
+	@cd / && $(CURDIR)/$(VENV)/bin/python -c \
+		'import shared, sys; sys.exit(shared.__file__ != sys.argv[1])' \
+		$(CURDIR)/shared/__init__.py 2>/dev/null || { \
+		echo "the project in $(VENV) is another checkout's: installing this one" >&2; \
+		$(CURDIR)/$(VENV)/bin/python -m pip install --quiet --no-deps -e $(CURDIR); }
 
 $(VENV_STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' || \
