@@ -1,13 +1,22 @@
-"""Idempotency-Key: a retried create returns the first answer instead of creating again."""
+"""Idempotency-Key: a retried create returns the first answer instead of creating again.
+
+An answer is kept for a day (``PUMPURS_IDEMPOTENCY_TTL_SECONDS``), long enough for any
+client's retries: after that the key may be used again, and the request's hash (taken
+over a body that may hold personal data: a pupil, a journal file) is gone.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from shared.errors import UnprocessableError
-from shared.store import ServiceApplication, Sql
+from shared.store import ServiceApplication, Sql, add_missing_columns
+
+DEFAULT_TTL_SECONDS = 24 * 3600
 
 
 class IdempotencyKeyReusedError(UnprocessableError):
@@ -23,15 +32,21 @@ class StoredAnswer:
 class IdempotencyStore:
     """Answers kept per (caller, route, key) in the service's own database."""
 
-    def __init__(self, app: ServiceApplication) -> None:
-        self.app = app
+    def __init__(self, app: ServiceApplication, clock: Callable[[], float] = time.time) -> None:
+        self.app, self.clock = app, clock
         self.table = f"{app.table_prefix}idempotency"
+        self.ttl = float(app.env.get("PUMPURS_IDEMPOTENCY_TTL_SECONDS", DEFAULT_TTL_SECONDS))
         with app.transaction() as sql:
             sql.execute(
                 f"CREATE TABLE IF NOT EXISTS {self.table} ("
                 "key_hash TEXT PRIMARY KEY, request_hash TEXT NOT NULL, "
                 "status INTEGER NOT NULL, body TEXT NOT NULL)"
             )
+            # Rows of earlier releases have none: the first purge takes them.
+            add_missing_columns(sql, self.table, {"kept_at": "DOUBLE PRECISION"})
+
+    def _cutoff(self) -> float:
+        return self.clock() - self.ttl
 
     @staticmethod
     def _hash(*parts: str) -> str:
@@ -46,7 +61,9 @@ class IdempotencyStore:
 
     def find(self, key_hash: str, request_hash: str) -> StoredAnswer | None:
         rows = self.app.query(
-            f"SELECT request_hash, status, body FROM {self.table} WHERE key_hash = ?", (key_hash,)
+            f"SELECT request_hash, status, body FROM {self.table} "
+            "WHERE key_hash = ? AND kept_at >= ?",
+            (key_hash, self._cutoff()),
         )
         if not rows:
             return None
@@ -55,11 +72,14 @@ class IdempotencyStore:
         return StoredAnswer(int(rows[0]["status"]), str(rows[0]["body"]))
 
     def keep(self, key_hash: str, request_hash: str, status: int, body: bytes) -> None:
+        """Keep the answer, and let the expired ones go (an expired key's row is replaced)."""
+        cutoff = self._cutoff()
         with self.app.transaction() as sql:
+            sql.execute(f"DELETE FROM {self.table} WHERE kept_at IS NULL OR kept_at < ?", (cutoff,))
             sql.execute(
-                f"INSERT INTO {self.table} (key_hash, request_hash, status, body) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT (key_hash) DO NOTHING",
-                (key_hash, request_hash, status, body.decode("utf-8")),
+                f"INSERT INTO {self.table} (key_hash, request_hash, status, body, kept_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (key_hash) DO NOTHING",
+                (key_hash, request_hash, status, body.decode("utf-8"), self.clock()),
             )
 
     def forget(self, sql: Sql, naming: str) -> None:

@@ -181,6 +181,7 @@ class Route(HttpRequestHandler):
         raw_body: bool = False,
         body_types: tuple[str, ...] = (JSON,),
         answer_types: tuple[str, ...] = (JSON,),
+        idempotent: bool = False,
         **kwargs: Any,
     ) -> None:
         self.body_schema = body
@@ -200,8 +201,9 @@ class Route(HttpRequestHandler):
         # Media types the OpenAPI document declares: a raw body's, and a success answer's.
         self.body_types = body_types
         self.answer_types = answer_types
-        # A POST that creates something (201) honours Idempotency-Key.
-        self.idempotent = method == "POST" and status == 201
+        # A POST that creates something (201), or one a route declares so, honours
+        # Idempotency-Key.
+        self.idempotent = method == "POST" and (status == 201 or idempotent)
         kwargs.setdefault("expected_exceptions", (PumpursError,))
         super().__init__(method, url, **kwargs)
 
@@ -252,7 +254,9 @@ class Route(HttpRequestHandler):
         if len(key) > 200:
             raise BadRequestError("the Idempotency-Key is longer than 200 characters")
         store = store_of(self.container).idempotency
-        key_hash = store.key_hash(call.principal.sub, f"{self.method} {request.path}", key)
+        # The query is part of the request: the same file for another school is another.
+        target = request.full_path if request.query_string else request.path
+        key_hash = store.key_hash(call.principal.sub, f"{self.method} {target}", key)
         request_hash = store.request_hash(canonical(request.get_data(cache=True)))
         earlier = store.find(key_hash, request_hash)
         if earlier is not None:

@@ -204,6 +204,7 @@ class IdentificationService(ServiceBase):
         raw_body=True,
         body_types=CSV_TYPES,
         max_body=MAX_JOURNAL_BYTES,
+        idempotent=True,
         summary="import one semester's e-journal CSV of a school",
         body_description=JOURNAL_FORMAT,
     )

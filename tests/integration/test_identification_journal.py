@@ -118,6 +118,31 @@ def test_importing_the_same_file_again_changes_nothing(
     assert len(teacher.get("/pupils").json()["items"]) == 4
 
 
+def test_a_retried_upload_with_its_idempotency_key_gets_the_first_report(
+    system: Any, own_identification: ServiceProcess
+) -> None:
+    """A client whose connection dropped sends the file again with the same key: it gets
+    the report of the import that happened, not "0 registered"; and the key is no pass to
+    another school's import."""
+    identification = own_identification
+    teacher = Client(identification.url, system.token("teacher", school=SCHOOL))
+    keyed = {**CSV, "Idempotency-Key": "journal-2019-1"}
+    first = post(teacher, journal(*ROWS), keyed)
+    assert (first.status_code, first.json()["registered"]) == (200, 4)
+    stored = head(identification)
+    retry = post(teacher, journal(*ROWS), keyed)
+    assert (retry.status_code, retry.json()) == (200, first.json())
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    assert head(identification) == stored
+    elsewhere = teacher.post(
+        ROUTE,
+        data=journal(*ROWS),
+        params={**QUERY, "school_id": "daugavpils-12-vsk"},
+        headers=keyed,
+    )
+    assert elsewhere.status_code == 403
+
+
 @pytest.mark.parametrize(
     ("body", "headers", "status", "code"),
     [
