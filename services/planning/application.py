@@ -36,6 +36,7 @@ from services.planning.domain import (
     check_may_have_plan,
 )
 from services.planning.readmodel import (
+    Effect,
     PlansReadModel,
     ProvisionsReadModel,
     PupilsReadModel,
@@ -206,8 +207,8 @@ class PlanningApplication(ServiceApplication):
         plan.check_version(expected_version)
         return plan
 
-    def save_plans(self, *plans: Plan) -> None:
-        self.save(*plans, effects=[self.plans.upsert(plan) for plan in plans])
+    def save_plans(self, *plans: Plan, repairs: Sequence[Effect] = ()) -> None:
+        self.save(*plans, effects=[*repairs, *(self.plans.upsert(plan) for plan in plans)])
 
     def pupil(self, pupil_id: str, user: Principal) -> PupilView:
         pupil = self.pupils.get(self.query, pupil_id)
@@ -215,12 +216,18 @@ class PlanningApplication(ServiceApplication):
             raise PupilNotFoundError(f"pupil {pupil_id} not found")
         return pupil
 
-    def check_no_live_plan(self, pupil_id: str, semester: str) -> None:
+    def check_no_live_plan(self, pupil_id: str, semester: str) -> list[Effect]:
+        """Refuse a second plan for the semester; the effects that free it of a plan a
+        departure closed whose row was not marked so (a replica of the earlier release
+        closed it during the rolling update, after the migration had marked the others)."""
         existing = self.plans.live_plan(self.query, pupil_id, semester)
-        if existing is not None:
-            raise PlanAlreadyExistsError(
-                f"the pupil already has plan {existing} for {semester}", {"plan_id": existing}
-            )
+        if existing is None:
+            return []
+        if self.load(UUID(existing)).closed_on_departure:
+            return [lambda sql: self.plans.mark_ended_by_departure(sql, [existing])]
+        raise PlanAlreadyExistsError(
+            f"the pupil already has plan {existing} for {semester}", {"plan_id": existing}
+        )
 
     # -- commands ------------------------------------------------------------------------
     def draft_plan(
@@ -238,7 +245,7 @@ class PlanningApplication(ServiceApplication):
         school = self.schools.get(self.query, pupil.school_id)
         check_may_have_plan(pupil, school, Semester.parse(semester))
         check_consent_signed(consent["signed_on"])
-        self.check_no_live_plan(pupil.pupil_id, semester)
+        repairs = self.check_no_live_plan(pupil.pupil_id, semester)
         if consent["given_by"] == PUPIL_SIGNS:
             adult = adult_on(pupil.pupil_id, consent["signed_on"])
             check_consent_signer(consent["given_by"], adult)
@@ -253,7 +260,7 @@ class PlanningApplication(ServiceApplication):
             previous_plan_id=None,
             by=user.sub,
         )
-        self.save_plans(plan)
+        self.save_plans(plan, repairs=repairs)
         return plan
 
     def add_measure(
@@ -385,12 +392,12 @@ class PlanningApplication(ServiceApplication):
     ) -> tuple[Plan, Plan]:
         plan = self.plan_for_change(plan_id, user, expected_version)
         pupil = self.pupil(plan.pupil_id, user)
-        self.check_no_live_plan(plan.pupil_id, semester)
+        repairs = self.check_no_live_plan(plan.pupil_id, semester)
         school = self.schools.get(self.query, pupil.school_id)
         successor = plan.continued(
             Semester.parse(semester), pupil=pupil, school=school, by=user.sub
         )
-        self.save_plans(plan, successor)
+        self.save_plans(plan, successor, repairs=repairs)
         return plan, successor
 
     def close_plan(self, plan_id: UUID, *, expected_version: int, user: Principal) -> Plan:

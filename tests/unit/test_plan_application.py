@@ -313,7 +313,7 @@ def test_the_unique_index_holds_even_if_the_check_is_raced(
 ) -> None:
     pupil_id = identification.pupil()
     draft(app, pupil_id)
-    app.check_no_live_plan = lambda *args: None  # type: ignore[method-assign]
+    app.check_no_live_plan = lambda *args: []  # type: ignore[method-assign]
     head = app.head()
     with pytest.raises(IntegrityError):
         draft(app, pupil_id)
@@ -798,6 +798,26 @@ def test_a_pupil_transferred_mid_semester_gets_a_plan_at_the_new_school_that_sem
     assert rows[0]["applied_events"] == identification.versions[pupil_id]  # each once
 
 
+def test_a_departure_closing_left_unmarked_by_an_earlier_release_frees_its_semester(
+    stored: PlanningApplication,
+) -> None:
+    """During a rolling update, a replica of the earlier release may close a plan on a
+    departure after the migration marked the others: the new school's draft still goes
+    through, and the old plan's row is marked with it."""
+    app, identification = stored, Identification(stored)
+    old, _ = approved(app, identification)
+    leaves_and_returns(identification, old.pupil_id, OTHER, codes=("family.crisis",))
+    table = app.plans.table
+    with app.transaction() as sql:  # the row as the earlier release wrote it
+        sql.execute(f"UPDATE {table} SET ended_by_departure = 0 WHERE plan_id = ?", (str(old.id),))
+    new = draft_at_other_school(app, old.pupil_id)
+    assert (new.school_id, new.semester) == (OTHER, old.semester)
+    rows = app.query(f"SELECT ended_by_departure FROM {table} WHERE plan_id = ?", (str(old.id),))
+    assert rows[0]["ended_by_departure"] == 1
+    with pytest.raises(PlanAlreadyExistsError):  # the new plan holds the semester
+        draft_at_other_school(app, old.pupil_id)
+
+
 @pytest.mark.parametrize(("school", "reason"), [(OTHER, "transferred"), (SCHOOL, "moved_abroad")])
 def test_a_pupil_enrolled_again_is_not_at_risk_until_a_new_sign_is_recorded(
     stored: PlanningApplication, school: str, reason: str
@@ -832,7 +852,7 @@ def test_a_plan_closed_after_its_evaluation_still_holds_its_semester(
     with pytest.raises(PlanAlreadyExistsError) as refused:
         draft(app, plan.pupil_id)
     assert refused.value.details == {"plan_id": str(plan.id)}
-    app.check_no_live_plan = lambda *args: None  # type: ignore[method-assign]
+    app.check_no_live_plan = lambda *args: []  # type: ignore[method-assign]
     head = app.head()
     with pytest.raises(IntegrityError):  # nor does the database's index let one in
         draft(app, plan.pupil_id)
