@@ -24,6 +24,7 @@ from tests.integration.test_planning_service import (
     plan_of,
     put,
     register_at_risk,
+    transfer,
 )
 
 
@@ -276,29 +277,9 @@ def test_a_pupil_who_moves_school_mid_semester_is_supported_by_the_new_school_at
     pupil_id = register_at_risk(identification, codes=("learning.absences",))
     known_at_risk(teacher, pupil_id, codes=("learning.absences",))
     old_plan = draft_plan(teacher, pupil_id)["plan_id"]
-    pupil = ok(identification.get(f"/pupils/{pupil_id}"))
-    departure = {
-        "reason": "transferred",
-        "on": "2019-11-15",
-        "to_school_id": OTHER_SCHOOL,
-        "expected_version": pupil["version"],
-    }
-    ok(identification.post(f"/pupils/{pupil_id}/departure", departure))
-
     new_school = people["other_identification"]
-    form = {
-        key: pupil[key]
-        for key in ("grade", "given_name", "family_name", "personal_code", "birth_date", "gender")
-    }
-    again = ok(new_school.post("/pupils", {**form, "school_id": OTHER_SCHOOL, "grade": 8}), 201)
+    again = transfer(identification, new_school, pupil_id, OTHER_SCHOOL, "family.crisis")
     assert again["pupil_id"] == pupil_id
-    sign = {
-        "code": "family.crisis",
-        "observed_on": "2019-11-20",
-        "evidence": "seen by the new class teacher",
-        "expected_version": again["version"],
-    }
-    ok(new_school.post(f"/pupils/{pupil_id}/risk-signs", sign), 201)
     assert identification.get(f"/pupils/{pupil_id}").status_code == 404
 
     other_teacher = people["other_teacher"]

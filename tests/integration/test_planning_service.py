@@ -78,6 +78,32 @@ def register_at_risk(
     return str(pupil["pupil_id"])
 
 
+def transfer(
+    old_school: Client, new_school: Client, pupil_id: str, to: str, sign: str
+) -> dict[str, Any]:
+    """The pupil leaves for school ``to``, which registers the pupil again (the same
+    personal code and birth date) and records ``sign``: its answer to the registration."""
+    pupil = ok(old_school.get(f"/pupils/{pupil_id}"))
+    departure = {
+        "reason": "transferred",
+        "on": "2019-11-15",
+        "to_school_id": to,
+        "expected_version": pupil["version"],
+    }
+    ok(old_school.post(f"/pupils/{pupil_id}/departure", departure))
+    kept = ("given_name", "family_name", "personal_code", "birth_date", "gender")
+    form = {key: pupil[key] for key in kept}
+    again = ok(new_school.post("/pupils", {**form, "school_id": to, "grade": 8}), 201)
+    recorded = {
+        "code": sign,
+        "observed_on": "2019-11-20",
+        "evidence": "seen by the new class teacher",
+        "expected_version": again["version"],
+    }
+    ok(new_school.post(f"/pupils/{pupil_id}/risk-signs", recorded), 201)
+    return again
+
+
 def known_at_risk(
     planning: Client, pupil_id: str, school: str = SCHOOL, codes: tuple[str, ...] = CODES
 ) -> None:

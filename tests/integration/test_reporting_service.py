@@ -28,6 +28,7 @@ from tests.integration.test_planning_service import (
     ok,
     put,
     register_at_risk,
+    transfer,
 )
 from tests.integration.test_provisioning_flow import act, on_latest, provisions_of
 
@@ -299,30 +300,10 @@ def test_a_pupil_who_moves_school_mid_semester_is_one_participant_supported_at_b
     school in the same semester: one pupil in the ESF report, two institutions."""
     s = stack
     pupil_id, first_plan, _ = supported_plan(s)
-    pupil = ok(s["identification"].get(f"/pupils/{pupil_id}"))
-    departure = {
-        "reason": "transferred",
-        "on": "2019-11-15",
-        "to_school_id": OTHER_SCHOOL,
-        "expected_version": pupil["version"],
-    }
-    ok(s["identification"].post(f"/pupils/{pupil_id}/departure", departure))
-    form = {
-        key: pupil[key]
-        for key in ("given_name", "family_name", "personal_code", "birth_date", "gender")
-    }
-    again = ok(
-        s["identification@other"].post("/pupils", {**form, "school_id": OTHER_SCHOOL, "grade": 8}),
-        201,
+    moved = transfer(
+        s["identification"], s["identification@other"], pupil_id, OTHER_SCHOOL, "learning.absences"
     )
-    assert again["pupil_id"] == pupil_id
-    register_sign = {
-        "code": "learning.absences",
-        "observed_on": "2019-11-20",
-        "evidence": "seen by the new class teacher",
-        "expected_version": again["version"],
-    }
-    ok(s["identification@other"].post(f"/pupils/{pupil_id}/risk-signs", register_sign), 201)
+    assert moved["pupil_id"] == pupil_id
     teacher = s["teacher@other"]
     known_at_risk(teacher, pupil_id, OTHER_SCHOOL, codes=("learning.absences",))
     plan = draft_plan(teacher, pupil_id)

@@ -145,12 +145,8 @@ def test_pupils_of_another_school_or_departed_are_reported_not_changed(
     assert (report.imported, app.head(), app.get_pupil(other.id).version) == (0, head, 1)
 
 
-def test_a_pupil_transferred_here_is_enrolled_by_the_journal_row(
-    app: IdentificationApplication,
-) -> None:
-    """The departure named this school: its journal takes the pupil in (same pupil, the
-    row's grade), and the row's signs are recorded here."""
-    code = "320000-00031"
+def transferred_here(app: IdentificationApplication, code: str) -> Any:
+    """A pupil of daugavpils-12-vsk, born 2007-01-01, who left for SCHOOL."""
     moving = app.register_pupil(
         school_id="daugavpils-12-vsk",
         grade=6,
@@ -169,6 +165,16 @@ def test_a_pupil_transferred_here_is_enrolled_by_the_journal_row(
         expected_version=1,
         by="d",
     )
+    return moving
+
+
+def test_a_pupil_transferred_here_is_enrolled_by_the_journal_row(
+    app: IdentificationApplication,
+) -> None:
+    """The departure named this school: its journal takes the pupil in (same pupil, the
+    row's grade), and the row's signs are recorded here."""
+    code = "320000-00031"
+    moving = transferred_here(app, code)
     report = run(app, csv(f"{code},Līga,Čakste,7,2007-01-01,F,30,5"))
     assert (report.registered, report.signs_recorded, report.errors) == (1, 1, [])
     pupil = app.get_pupil(moving.id)
@@ -189,24 +195,7 @@ def test_a_transferred_pupils_row_with_another_birth_date_is_reported(
     app: IdentificationApplication,
 ) -> None:
     code = "320000-00032"
-    moving = app.register_pupil(
-        school_id="daugavpils-12-vsk",
-        grade=6,
-        gender="F",
-        given_name="Līga",
-        family_name="Čakste",
-        personal_code=code,
-        birth_date=date(2007, 1, 1),
-        by="t",
-    )
-    app.record_departure(
-        moving.id,
-        reason="transferred",
-        on=date(2019, 11, 1),
-        to_school_id=SCHOOL,
-        expected_version=1,
-        by="d",
-    )
+    moving = transferred_here(app, code)
     head = app.head()
     report = run(app, csv(f"{code},Līga,Čakste,7,2007-02-01,F,30,5"))
     assert report.errors == [
