@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from services.identification.application import IdentificationApplication
 from shared.idempotency import IdempotencyKeyReusedError, IdempotencyStore
-from shared.store import store_env
 
 DAY = 24 * 3600
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[IdentificationApplication]:
-    application = IdentificationApplication(
-        store_env("identification", tmp_path, {}), master=os.urandom(32)
-    )
-    yield application
-    application.close()
+def app(identification_app: IdentificationApplication) -> IdentificationApplication:
+    return identification_app
 
 
 def test_an_answer_is_replayed_for_a_day_and_then_the_key_is_free(

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
-from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,17 +23,12 @@ from services.identification.personal_code import InvalidPersonalCodeError
 from services.identification.schemas import AgeEnquiriesSchema
 from shared.errors import InvalidInputError, http_status
 from shared.outbox import read_envelopes
-from shared.store import store_env
 from tests.pupils import BORN, CODE, FAMILY, GIVEN, SCHOOL, register
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[IdentificationApplication]:
-    application = IdentificationApplication(
-        store_env("identification", tmp_path, {}), master=os.urandom(32)
-    )
-    yield application
-    application.close()
+def app(identification_app: IdentificationApplication) -> IdentificationApplication:
+    return identification_app
 
 
 @pytest.fixture

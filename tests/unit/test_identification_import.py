@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from datetime import date
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -14,7 +11,6 @@ import pytest
 from services.identification import importer
 from services.identification.application import IdentificationApplication
 from services.identification.journal import JournalFormatError
-from shared.store import store_env
 
 SCHOOL = "daugavpils-10-vsk"
 HEADER = "personal_code,given_name,family_name,grade,birth_date,gender,unexcused_lessons,Fizika"
@@ -36,12 +32,8 @@ def csv(*rows: str) -> bytes:
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[IdentificationApplication]:
-    application = IdentificationApplication(
-        store_env("identification", tmp_path, {}), master=os.urandom(32)
-    )
-    yield application
-    application.close()
+def app(identification_app: IdentificationApplication) -> IdentificationApplication:
+    return identification_app
 
 
 def run(app: IdentificationApplication, raw: bytes, semester: str = "2019-2020-1") -> Any:
