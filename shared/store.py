@@ -91,16 +91,28 @@ class Sql:
 Effect = Callable[[Sql], None]
 
 
-def add_missing_columns(sql: Sql, table: str, columns: Mapping[str, str]) -> None:
-    """Bring a table created by an earlier release up to date (additive only, rows kept)."""
+def table_columns(sql: Sql, table: str) -> set[str]:
+    """The table's columns now (none if it does not exist)."""
     if sql.dialect == POSTGRES:
-        for name, definition in columns.items():
-            sql.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {name} {definition}")
-        return
-    present = {row[1] for row in sql.execute(f"PRAGMA table_info({table})").fetchall()}
-    for name, definition in columns.items():
-        if name not in present:
-            sql.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
+        rows = sql.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = ?",
+            (table,),
+        ).fetchall()
+        return {row["column_name"] for row in rows}
+    return {row[1] for row in sql.execute(f"PRAGMA table_info({table})").fetchall()}
+
+
+def add_missing_columns(sql: Sql, table: str, columns: Mapping[str, str]) -> set[str]:
+    """Bring a table created by an earlier release up to date (additive only, rows kept).
+    Returns the columns added now, so a caller can fill in what the earlier release lacked."""
+    present = table_columns(sql, table)
+    missing = {name for name in columns if name not in present}
+    # Replicas starting together may both find a column missing: the second must not fail.
+    add = "ADD COLUMN IF NOT EXISTS" if sql.dialect == POSTGRES else "ADD COLUMN"
+    for name in missing:
+        sql.execute(f"ALTER TABLE {table} {add} {name} {columns[name]}")
+    return missing
 
 
 def _run_effects(recorder: Any, cursor: Any, dialect: str, kwargs: Mapping[str, Any]) -> None:

@@ -17,22 +17,10 @@ from typing import Any
 
 from services.planning.domain import ACTIVE, INACTIVE, Plan, PupilView, SchoolView
 from shared.schools import RegisteredSchools, reference_schools
-from shared.store import POSTGRES, Sql, add_missing_columns
+from shared.store import Sql, add_missing_columns
 
 Effect = Callable[[Sql], None]
 Query = Callable[..., list[Any]]
-
-
-def table_columns(sql: Sql, table: str) -> set[str]:
-    """The table's columns now (none if it does not exist)."""
-    if sql.dialect == POSTGRES:
-        rows = sql.execute(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_schema = current_schema() AND table_name = ?",
-            (table,),
-        ).fetchall()
-        return {row["column_name"] for row in rows}
-    return {row[1] for row in sql.execute(f"PRAGMA table_info({table})").fetchall()}
 
 
 class PupilsReadModel:
@@ -270,8 +258,9 @@ class PlansReadModel:
             "previous_plan_id TEXT, next_plan_id TEXT, outcome TEXT, "
             "spent_eur TEXT NOT NULL, version INTEGER NOT NULL)"
         )
-        marked = self._DEPARTURE_MARK in table_columns(sql, self.table)
-        add_missing_columns(sql, self.table, {self._DEPARTURE_MARK: "INTEGER NOT NULL DEFAULT 0"})
+        added = add_missing_columns(
+            sql, self.table, {self._DEPARTURE_MARK: "INTEGER NOT NULL DEFAULT 0"}
+        )
         # The index of earlier releases counted plans a departure closed: replaced.
         sql.execute(f"DROP INDEX IF EXISTS {self.table}_one_per_semester")
         sql.execute(
@@ -282,7 +271,7 @@ class PlansReadModel:
             f"CREATE INDEX IF NOT EXISTS {self.table}_school "
             f"ON {self.table} (school_id, semester, status)"
         )
-        return not marked
+        return bool(added)
 
     def mark_ended_by_departure(self, sql: Sql, plan_ids: Iterable[str]) -> None:
         sql.executemany(
