@@ -18,16 +18,18 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 from eventsourcing.application import Application, ProcessingEvent
+from eventsourcing.domain import BaseAggregate
 from eventsourcing.persistence import (
     IntegrityError,
     InterfaceError,
     JSONTranscoder,
     OperationalError,
     ProcessRecorder,
+    Recording,
     Tracking,
     Transcoding,
 )
@@ -40,6 +42,33 @@ log = logging.getLogger(__name__)
 
 SQLITE = "sqlite"
 POSTGRES = "postgres"
+
+A = TypeVar("A")
+
+
+def project_events(aggregate: A | None, events: Iterable[Any]) -> A | None:
+    """Each event mutates the aggregate in turn. eventsourcing's default projector also
+    checks a runtime Protocol per event, which on Python 3.11 costs more than applying the
+    event; every event of ours is an aggregate event, so the check can only pass."""
+    for event in events:
+        aggregate = event.mutate(aggregate)
+    return aggregate
+
+
+class _Collected(ProcessingEvent[Any]):
+    """A save's new events. eventsourcing's collector tests each object against two
+    runtime Protocols (about 10 µs a save on Python 3.11); our aggregates all derive from
+    ``BaseAggregate`` and go straight in, anything else takes the library's way."""
+
+    def collect_events(self, *objs: Any, **kwargs: Any) -> None:
+        others = []
+        for obj in objs:
+            if isinstance(obj, BaseAggregate):
+                self.events.extend(obj.collect_events())
+                self.aggregates[obj.id] = obj
+            elif obj is not None:
+                others.append(obj)
+        super().collect_events(*others, **kwargs)
 
 
 def store_not_answering(exc: BaseException) -> bool:
@@ -467,6 +496,16 @@ class ServiceApplication(Application[Any]):
         """Called after every commit that recorded an inbox tracking record."""
         self._tracked_listeners.append(listener)
 
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[Any]]:
+        """As eventsourcing saves, with the aggregates collected by ``_Collected`` (and
+        without its deprecated ``notify`` hook, which nothing of ours overrides)."""
+        processing = _Collected()
+        processing.collect_events(*objs, **kwargs)
+        recordings = self._record(processing)
+        self._take_snapshots(processing)
+        self._notify(recordings)
+        return recordings
+
     def _notify(self, recordings: Any) -> None:
         if not recordings:  # an inbox save that only tracked: nothing for the relay
             return
@@ -536,7 +575,7 @@ class ServiceApplication(Application[Any]):
         """Commit new events, read-model effects and the inbox record together: of the
         message applied, or of each of the consecutive messages applied together."""
         *earlier, last = [tracking] if isinstance(tracking, Tracking) else tracking
-        processing = ProcessingEvent[Any](last)
+        processing = _Collected(last)
         processing.collect_events(*aggregates, effects=list(effects), also_tracked=earlier)
         recordings = self._record(processing)
         for listener in self._tracked_listeners:

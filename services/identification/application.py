@@ -47,7 +47,7 @@ from services.identification.views import (
 from shared.errors import ConflictError, InvalidInputError, NotFoundError
 from shared.idempotency import IdempotencyStore
 from shared.schools import School as SchoolInfo
-from shared.store import POSTGRES, ServiceApplication, Sql
+from shared.store import POSTGRES, ServiceApplication, Sql, project_events
 from shared.vocabulary import AGE_UNKNOWN
 
 log = logging.getLogger(__name__)
@@ -192,7 +192,7 @@ class IdentificationApplication(ServiceApplication):
 
     def get_pupil(self, pupil_id: UUID) -> Pupil:
         try:
-            pupil: object = self.repository.get(pupil_id)
+            pupil: object = self.repository.get(pupil_id, projector_func=project_events)
         except AggregateNotFoundError:
             raise PupilNotFoundError(f"pupil {pupil_id} not found") from None
         if not isinstance(pupil, Pupil):

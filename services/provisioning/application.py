@@ -43,7 +43,7 @@ from services.provisioning.readmodel import ProvisionsReadModel, SchoolsReadMode
 from shared.auth import Principal, visible_schools
 from shared.errors import ForbiddenError
 from shared.inbox import IncomingEvent
-from shared.store import POSTGRES, ServiceApplication
+from shared.store import POSTGRES, ServiceApplication, project_events
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,9 @@ class ProvisioningApplication(ServiceApplication):
     # -- loading and saving ------------------------------------------------------------------
     def budget(self, school_id: str, semester: str) -> Budget | None:
         try:
-            budget: object = self.repository.get(Budget.create_id(school_id, semester))
+            budget: object = self.repository.get(
+                Budget.create_id(school_id, semester), projector_func=project_events
+            )
         except AggregateNotFoundError:
             return None
         return budget if isinstance(budget, Budget) else None
@@ -144,7 +146,9 @@ class ProvisioningApplication(ServiceApplication):
 
     def provision(self, provision_id: UUID | str) -> Provision:
         try:
-            provision: object = self.repository.get(UUID(str(provision_id)))
+            provision: object = self.repository.get(
+                UUID(str(provision_id)), projector_func=project_events
+            )
         except (AggregateNotFoundError, ValueError):
             raise ProvisionNotFoundError(f"provision {provision_id} not found") from None
         if not isinstance(provision, Provision):
