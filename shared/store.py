@@ -556,14 +556,16 @@ class ServiceApplication(Application[Any]):
 
     def query(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
         """One statement, which sees one snapshot however it is run."""
+        # Pooled connections are in autocommit on both databases, where a statement on its
+        # own reads one snapshot. A BEGIN and ROLLBACK around it would cost two more
+        # statements (on PostgreSQL two more round trips, and psycopg answers a ROLLBACK
+        # by dropping every statement the connection had prepared: DEALLOCATE ALL).
         datastore = self.recorder.datastore  # type: ignore[attr-defined]
         if self.dialect == POSTGRES:
-            # Pooled connections are in autocommit: BEGIN and ROLLBACK around the read
-            # would be two more round trips, and psycopg answers a ROLLBACK by dropping
-            # every statement the connection had prepared (DEALLOCATE ALL, a fourth).
-            with datastore.get_connection() as conn, conn.cursor() as cursor:
-                return Sql(cursor, self.dialect).execute(statement, params).fetchall()
-        with datastore.transaction(commit=False) as cursor:
+            connection = datastore.get_connection()
+        else:
+            connection = datastore.get_connection(commit=False)
+        with connection as conn, conn.cursor() as cursor:
             return Sql(cursor, self.dialect).execute(statement, params).fetchall()
 
     def save_tracked(
