@@ -33,7 +33,7 @@ from bench import load
 from bench.stack import log, meter, settle, vhost
 from shared.outbox import Relay, read_envelopes, routing_key
 from shared.testing import Broker, ServiceProcess, Stores, wait_until
-from shared.topology import EVENTS_EXCHANGE, consumer_queue
+from shared.topology import EVENTS_EXCHANGE, check_shared_exchanges, consumer_queue
 
 SCHOOL = "daugavpils-10-vsk"
 SINK = "bench"  # the sink queue is "bench.from.identification"
@@ -42,6 +42,9 @@ SINK = "bench"  # the sink queue is "bench.from.identification"
 def declare_sink(broker: Broker) -> str:
     queue = consumer_queue(SINK, "identification", 5)
     with Connection(broker.uri, connect_timeout=5) as conn:
+        # A fresh vhost has no pumpurs.events yet: the services never declare it (the
+        # broker-users Job does), and the sink binds to it before anyone publishes.
+        check_shared_exchanges(conn)
         channel = conn.channel()
         queue(channel).declare()
     return str(queue.name)
