@@ -24,6 +24,7 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import get_topic
 
 from services.planning.domain import (
+    CLOSED,
     LEVEL_OF_ROLE,
     PUPIL_SIGNS,
     Plan,
@@ -52,6 +53,11 @@ log = logging.getLogger(__name__)
 RATES_FILE = Path(__file__).with_name("rates.json")
 # How the plan's Closed events are stored (eventsourcing names the event class by topic).
 CLOSED_TOPIC = f"{get_topic(Plan)}.Closed"
+
+
+def closes_on_departure(event: Any) -> bool:
+    """Whether a stored event of a plan is its closing on the pupil's departure."""
+    return get_topic(type(event)) == CLOSED_TOPIC and event.cause == "pupil_departed"
 
 
 # Whether a pupil was of age on a day: True, False, or None when not known.
@@ -134,9 +140,7 @@ class PlanningApplication(ServiceApplication):
             )
             for row in rows
         )
-        return [
-            str(e.originator_id) for e in closings if getattr(e, "cause", None) == "pupil_departed"
-        ]
+        return [str(e.originator_id) for e in closings if closes_on_departure(e)]
 
     # -- identification's events ---------------------------------------------------------
     def apply_identification_event(self, event: IncomingEvent) -> None:
@@ -215,11 +219,20 @@ class PlanningApplication(ServiceApplication):
         existing = self.plans.live_plan(self.query, pupil_id, semester)
         if existing is None:
             return []
-        if self.load(UUID(existing)).closed_on_departure:
+        if self.closed_on_departure(UUID(existing)):
             return [lambda sql: self.plans.mark_ended_by_departure(sql, [existing])]
         raise PlanAlreadyExistsError(
             f"the pupil already has plan {existing} for {semester}", {"plan_id": existing}
         )
+
+    def closed_on_departure(self, plan_id: UUID) -> bool:
+        """Whether a departure closed the plan. A plan loaded from a snapshot the earlier
+        release took after closing it cannot say (its upcast reads False); the stored
+        Closed event can, and is read only for a closed plan that does not say so."""
+        plan = self.load(plan_id)
+        if plan.closed_on_departure or plan.status != CLOSED:
+            return plan.closed_on_departure
+        return any(closes_on_departure(event) for event in self.events.get(plan_id))
 
     # -- commands ------------------------------------------------------------------------
     def draft_plan(

@@ -818,6 +818,34 @@ def test_a_departure_closing_left_unmarked_by_an_earlier_release_frees_its_semes
         draft_at_other_school(app, old.pupil_id)
 
 
+def test_a_departure_closing_behind_a_snapshot_of_the_earlier_release_frees_its_semester(
+    stores: Stores,
+) -> None:
+    """The earlier release's replica closed the plan on the departure and then took its
+    snapshot (every 20th event): loaded from that snapshot, the plan cannot say why it was
+    closed. The new school's draft still goes through, and marks the old plan's row."""
+    first = on_store(stores)
+    identification = Identification(first)
+    old, _ = approved(first, identification)
+    leaves_and_returns(identification, old.pupil_id, OTHER, codes=("family.crisis",))
+    snapshot_of_earlier_release(first, first.load(old.id))
+    table = first.plans.table
+    with first.transaction() as sql:  # the row as the earlier release wrote it
+        sql.execute(f"UPDATE {table} SET ended_by_departure = 0 WHERE plan_id = ?", (str(old.id),))
+    first.close()
+    app = on_store(stores)  # a replica of this release, with nothing of the plan cached
+    try:
+        assert app.load(old.id).closed_on_departure is False  # what the snapshot can say
+        new = draft_at_other_school(app, old.pupil_id)
+        assert (new.school_id, new.semester) == (OTHER, old.semester)
+        rows = app.query(
+            f"SELECT ended_by_departure FROM {table} WHERE plan_id = ?", (str(old.id),)
+        )
+        assert rows[0]["ended_by_departure"] == 1
+    finally:
+        app.close()
+
+
 @pytest.mark.parametrize(("school", "reason"), [(OTHER, "transferred"), (SCHOOL, "moved_abroad")])
 def test_a_pupil_enrolled_again_is_not_at_risk_until_a_new_sign_is_recorded(
     stored: PlanningApplication, school: str, reason: str
@@ -870,6 +898,11 @@ def earlier_release(app: PlanningApplication, plan: Plan) -> None:
             f"CREATE UNIQUE INDEX {table}_one_per_semester "
             f"ON {table} (pupil_id, semester) WHERE status <> 'inactive'"
         )
+    snapshot_of_earlier_release(app, plan)
+
+
+def snapshot_of_earlier_release(app: PlanningApplication, plan: Plan) -> None:
+    """A snapshot of the plan as the release before the departure mark took it."""
     snapshot = Plan.Snapshot.take(plan)
     state = {
         k: v for k, v in snapshot.state.items() if k not in ("class_version", "closed_on_departure")
