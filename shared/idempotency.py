@@ -42,8 +42,12 @@ class IdempotencyStore:
                 "key_hash TEXT PRIMARY KEY, request_hash TEXT NOT NULL, "
                 "status INTEGER NOT NULL, body TEXT NOT NULL)"
             )
-            # Rows of earlier releases have none: the first purge takes them.
-            add_missing_columns(sql, self.table, {"kept_at": "DOUBLE PRECISION"})
+            if add_missing_columns(sql, self.table, {"kept_at": "DOUBLE PRECISION"}):
+                # The earlier release's answers have no time: counted from the upgrade, so
+                # a retry that spans it still gets its first answer, and they go a day later.
+                sql.execute(
+                    f"UPDATE {self.table} SET kept_at = ? WHERE kept_at IS NULL", (self.clock(),)
+                )
             # Each keep lets the expired answers go: found by age, not by reading them all.
             sql.execute(
                 f"CREATE INDEX IF NOT EXISTS {self.table}_kept_at ON {self.table} (kept_at)"
@@ -79,7 +83,7 @@ class IdempotencyStore:
         """Keep the answer, and let the expired ones go (an expired key's row is replaced)."""
         cutoff = self._cutoff()
         with self.app.transaction() as sql:
-            sql.execute(f"DELETE FROM {self.table} WHERE kept_at IS NULL OR kept_at < ?", (cutoff,))
+            sql.execute(f"DELETE FROM {self.table} WHERE kept_at < ?", (cutoff,))
             sql.execute(
                 f"INSERT INTO {self.table} (key_hash, request_hash, status, body, kept_at) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (key_hash) DO NOTHING",

@@ -36,3 +36,25 @@ def test_an_answer_is_replayed_for_a_day_and_then_the_key_is_free(
     assert again is not None and again.body == '{"registered": 0}'
     rows = app.query(f"SELECT request_hash FROM {store.table}")
     assert [row["request_hash"] for row in rows] == [store.request_hash(b"another file")]
+
+
+def test_answers_kept_by_the_earlier_release_are_replayed_for_a_day_after_the_upgrade(
+    app: IdentificationApplication,
+) -> None:
+    """The release before kept answers without a time: a retry that spans the upgrade
+    still gets its first answer (before, the first keyed request dropped them all)."""
+    earlier = IdempotencyStore(app)
+    key = earlier.key_hash("teacher-1", "POST /pupils", "k")
+    request = earlier.request_hash(b'{"personal_code": "..."}')
+    earlier.keep(key, request, 201, b'{"pupil_id": "p-1"}')
+    with app.transaction() as sql:  # the table as the earlier release left it
+        sql.execute(f"DROP INDEX {earlier.table}_kept_at")
+        sql.execute(f"ALTER TABLE {earlier.table} DROP COLUMN kept_at")
+
+    now = [2_000_000.0]
+    store = IdempotencyStore(app, clock=lambda: now[0])  # this release starts
+    store.keep(store.key_hash("teacher-2", "POST /pupils", "other"), request, 201, b"{}")
+    kept = store.find(key, request)
+    assert kept is not None and (kept.status, kept.body) == (201, '{"pupil_id": "p-1"}')
+    now[0] += DAY + 1
+    assert store.find(key, request) is None
