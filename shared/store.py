@@ -132,11 +132,12 @@ def table_columns(sql: Sql, table: str) -> set[str]:
     return {row[1] for row in sql.execute(f"PRAGMA table_info({table})").fetchall()}
 
 
-def add_missing_columns(sql: Sql, table: str, columns: Mapping[str, str]) -> set[str]:
-    """Bring a table created by an earlier release up to date (additive only, rows kept).
-    Returns the columns added now, so a caller can fill in what the earlier release lacked."""
+def add_missing_columns(sql: Sql, table: str, columns: Mapping[str, str]) -> list[str]:
+    """Bring a table created by an earlier release up to date (additive only, rows kept),
+    adding columns in the order given. Returns the columns added now, so a caller can fill
+    in what the earlier release lacked."""
     present = table_columns(sql, table)
-    missing = {name for name in columns if name not in present}
+    missing = [name for name in columns if name not in present]
     # Replicas starting together may both find a column missing: the second must not fail.
     add = "ADD COLUMN IF NOT EXISTS" if sql.dialect == POSTGRES else "ADD COLUMN"
     for name in missing:
