@@ -125,13 +125,14 @@ def table(results: dict[str, Any]) -> str:
     head = ("measurement", "ours", "peer", "ratio", "target", "other work")
     for r in results.get("relay", []):
         s = r["store"]
+        relay_met = r["relay"]["per_second"] >= TARGETS["relay_ratio"] * r["bare"]["per_second"]
         rows.append(
             (
                 f"1 relay [{s}] events/s, backlog {r['relay']['events']}",
                 fmt(r["relay"]["per_second"]),
                 fmt(r["bare"]["per_second"]) + " bare",
                 fmt(r["ratio"], "x"),
-                f">= {TARGETS['relay_ratio']}x {verdict(r['ratio'] >= TARGETS['relay_ratio'])}",
+                f">= {TARGETS['relay_ratio']}x {verdict(relay_met)}",
                 other(r["relay"].get("cpu"), r["bare"].get("cpu")),
             )
         )
@@ -148,7 +149,10 @@ def table(results: dict[str, Any]) -> str:
     c = results.get("commands")
     if c:
         o, p, n = c["ours"], c["peer"], c["noop"]
-        ratio = c["ratio_throughput_ours_to_peer"]
+        ratio = c["ratio_throughput_ours_to_peer"]  # rounded for the table, not the verdict
+        met = o["throughput"]["per_second"] >= (
+            TARGETS["command_throughput_ratio"] * p["throughput"]["per_second"]
+        )
         rows.append(
             (
                 "2 commands/s, concurrency 8 [sqlite]",
@@ -156,8 +160,7 @@ def table(results: dict[str, Any]) -> str:
                 fmt(p["throughput"]["per_second"]),
                 fmt(ratio, "x")
                 + f" (rounds {'/'.join(map(str, c['ratio_throughput_per_round']))})",
-                f">= {TARGETS['command_throughput_ratio']}x "
-                f"{verdict(ratio >= TARGETS['command_throughput_ratio'])}",
+                f">= {TARGETS['command_throughput_ratio']}x {verdict(met)}",
                 other(*o["throughput"]["cpu_per_round"], *p["throughput"]["cpu_per_round"]),
             )
         )

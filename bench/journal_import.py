@@ -341,7 +341,11 @@ def run(store: str, rows: int, workdir: Path, keys_dir: Path, rounds: int = 3) -
     results["ratio_to_prebuilt_save"] = ratio("import", "prebuilt_save")
     results["ratio_to_prebuilt_save_with_tables"] = ratio("import", "prebuilt_save_with_tables")
     results["target_ratio"] = TARGET_RATIO
-    results["met"] = results["ratio"] >= TARGET_RATIO
+    # Judged on the rates themselves: 0.496 shows as 0.5 but does not meet 0.5.
+    results["met"] = (
+        results["import"]["rows_per_second"]
+        >= TARGET_RATIO * results["batched_save"]["rows_per_second"]
+    )
     return results
 
 

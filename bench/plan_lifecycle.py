@@ -639,7 +639,9 @@ def run(
     )
     results["targets"] = {"throughput_ratio": 0.8, "load_p99_ms": 10.0}
     results["met"] = {
-        "throughput_ratio": results["ratio_throughput_ours_to_peer"] >= 0.8,
+        # On the rates themselves, not the rounded ratio (0.796 shows as 0.8).
+        "throughput_ratio": ours["throughput"]["per_second"]
+        >= 0.8 * peer_r["throughput"]["per_second"],
         "load_p99_ms": results["load"]["history"]["p99_ms"] <= 10.0,
     }
     return results
