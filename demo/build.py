@@ -26,11 +26,16 @@ from demo.scenario import (
     Revision,
     Scenario,
     Sign,
+    Transfer,
     eur,
 )
 
 TERM_STARTS = date(2019, 9, 2)
 DEPARTURE_ON = date(2019, 11, 15)
+# The transferred pupil moves when the second semester starts, and the new school sees a
+# sign of its own a fortnight later.
+TRANSFER_ON = date(2020, 1, 6)
+NEW_SCHOOL_SIGN_ON = date(2020, 1, 20)
 MONTH_ENDS = (date(2019, 9, 30), date(2019, 10, 31), date(2019, 11, 29), date(2019, 12, 20))
 # Grades 1-4 of general education take part only from 2021/2022: at risk, but no plan.
 FIRST_PLAN_GRADE = 5
@@ -125,7 +130,26 @@ def build(
         plans=plans,
         budgets=_budgets(school_list, everyone, plans),
         departure=departure,
+        transfer=_transfer(plans, school_list),
     )
+
+
+def _transfer(plans: list[Plan], schools: list[dict[str, Any]]) -> Transfer:
+    """The pupil of the plan that ended in a transfer, to the first other school that
+    teaches the pupil's grade. Not to the school of the continued plan: the end-to-end test
+    checks that school's figures for the year, and they stay the pupils it had."""
+    plan = next(p for p in plans if p.evaluation and p.evaluation.outcome == "transferred")
+    pupil = plan.pupil
+    kept_as_it_was = {pupil.school_id, next(p for p in plans if p.next).pupil.school_id}
+    to_school = next(
+        s["school_id"]
+        for s in schools
+        if s["school_id"] not in kept_as_it_was and s["grade_from"] <= pupil.grade <= s["grade_to"]
+    )
+    first = pupil.signs[0]
+    evidence = EVIDENCE.get(first.code, "jaunās skolas klases audzinātājas novērojums")
+    sign = Sign(first.code, first.group, NEW_SCHOOL_SIGN_ON, evidence)
+    return Transfer(pupil, plan, to_school, TRANSFER_ON, sign)
 
 
 def _pupils(rng: random.Random, schools: list[dict[str, Any]], count: int) -> list[Pupil]:

@@ -200,6 +200,19 @@ class Departure:
 
 
 @dataclass
+class Transfer:
+    """The pupil whose plan ended in a transfer leaves for another school at the start of
+    the next semester. That school registers the pupil again (identification enrols the same
+    pupil, under the same id) and records a sign of its own."""
+
+    pupil: Pupil
+    plan: Plan
+    to_school_id: str
+    on: date
+    sign: Sign
+
+
+@dataclass
 class Scenario:
     seed: int
     schools: list[dict[str, Any]]
@@ -207,6 +220,7 @@ class Scenario:
     plans: list[Plan]
     budgets: dict[tuple[str, str], Decimal]
     departure: Departure
+    transfer: Transfer
 
     def plans_in(self, semester: str) -> list[Plan]:
         return [plan for plan in self.plans if plan.semester == semester]

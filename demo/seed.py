@@ -69,6 +69,7 @@ class Seeder:
         self.depart()
         self.evaluate()
         self.continue_plan()
+        self.transfer()
 
     # -- budgets and pupils ------------------------------------------------------------------
     def set_budgets(self) -> None:
@@ -136,6 +137,9 @@ class Seeder:
         expected = {p.pupil_id: {s.code for s in p.signs} for p in self.scenario.at_risk}
         if self.departure_row()["status"] == "departed":
             expected.pop(self.scenario.departure.pupil.pupil_id, None)
+        move = self.scenario.transfer
+        if self.enrolled_at_new_school():  # listed there, with the new school's sign only
+            expected[move.pupil.pupil_id] = {move.sign.code}
         with self.progress.phase("planning knows pupils at risk", len(expected)) as phase:
 
             def known() -> bool:
@@ -452,6 +456,63 @@ class Seeder:
             if any(m.material for m in successor.measures):
                 self.wait_for_provisions(successor)
             phase.advance()
+
+    # -- the transfer --------------------------------------------------------------------------
+    def enrolled_at_new_school(self) -> dict[str, Any] | None:
+        """The transferred pupil as the new school sees them, once enrolled there."""
+        move = self.scenario.transfer
+        path = f"/pupils/{move.pupil.pupil_id}"
+        who = teacher(move.to_school_id)
+        row = self.api.get("identification", path, who, accept=(200, 404))
+        return row if row.get("school_id") == move.to_school_id else None
+
+    def transfer(self) -> None:
+        """The pupil leaves for the new school, which registers the pupil: identification
+        enrols the same pupil there again (same id, no sign carried over). The new school
+        records a sign of its own, and planning lists the pupil at risk there."""
+        move = self.scenario.transfer
+        pupil, to_school = move.pupil, move.to_school_id
+        with self.progress.phase("transfers (enrolled again at the new school)", 1) as phase:
+            row = self.enrolled_at_new_school()
+            if row is None:
+                self.leave_for_new_school()
+                body = {**pupil.registration(), "school_id": to_school}
+                key = self.key("transfer", pupil.key)
+                row = self.api.post("identification", "/pupils", teacher(to_school), body, key=key)
+                if row["pupil_id"] != pupil.pupil_id:
+                    raise SeedError("identification registered a new pupil, not the one who moved")
+            if not any(s["code"] == move.sign.code for s in row.get("risk_signs", [])):
+                body = {
+                    "code": move.sign.code,
+                    "observed_on": move.sign.observed_on.isoformat(),
+                    "evidence": move.sign.evidence,
+                    "expected_version": row["version"],
+                }
+                path = f"/pupils/{pupil.pupil_id}/risk-signs"
+                key = self.key("transfer-sign", pupil.key)
+                self.api.post("identification", path, teacher(to_school), body, key=key)
+
+            def listed() -> bool:
+                query = {"school_id": to_school}
+                items = self.api.get("planning", "/pupils-at-risk", NATIONAL, params=query)
+                return any(i["pupil_id"] == pupil.pupil_id for i in items["items"])
+
+            self.api.wait_for("planning to list the pupil at risk at the new school", listed)
+            phase.advance()
+
+    def leave_for_new_school(self) -> None:
+        move = self.scenario.transfer
+        who = teacher(move.pupil.school_id)
+        row = self.api.get("identification", f"/pupils/{move.pupil.pupil_id}", who)
+        if row["status"] == "departed":
+            return
+        body = {
+            "reason": "transferred",
+            "on": move.on.isoformat(),
+            "to_school_id": move.to_school_id,
+            "expected_version": row["version"],
+        }
+        self.api.post("identification", f"/pupils/{move.pupil.pupil_id}/departure", who, body)
 
 
 def seed_demo(api: Api, progress: Progress, *, pupils: int = 150, seed: int = 2019) -> Scenario:

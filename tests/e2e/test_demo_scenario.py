@@ -34,7 +34,7 @@ from typing import Any
 from demo.api import Api, SeedError
 from demo.progress import Progress
 from demo.scenario import NEXT_SEMESTER, SCHOOL_YEAR, SEMESTER, Plan, Scenario
-from demo.seed import AUDITOR, NATIONAL, Seeder, seed_demo
+from demo.seed import AUDITOR, NATIONAL, Seeder, seed_demo, teacher
 from demo.show import settled_report
 from shared.semesters import Semester
 from shared.testing import running
@@ -228,6 +228,7 @@ def test_the_daugavpils_demo_reports_exactly_what_was_sent(system: Any) -> None:
         scenario = seed_demo(api, Progress(log, live=False), pupils=PUPILS)
 
         seeded_as_planned(api, scenario)
+        the_transferred_pupil_is_at_the_new_school(api, scenario)
         a_second_seed_creates_nothing(api, scenario, log)
         assert "pupils 60/60" in log.getvalue()
         for pupil in scenario.pupils:  # no personal data in what the seed prints
@@ -255,6 +256,22 @@ def seeded_as_planned(api: Api, scenario: Scenario) -> None:
     assert levels["national"] == sum(1 for p in scenario.plans if p.fully_approved) + 1
     assert sum(1 for p in scenario.pupils if p.personal_code.startswith("32")) > 0
     assert all(p.measures for p in scenario.plans)
+
+
+def the_transferred_pupil_is_at_the_new_school(api: Api, scenario: Scenario) -> None:
+    """Enrolled again at the new school under the same id, with only the sign recorded there;
+    out of the old school's sight, which keeps its closed plan."""
+    move = scenario.transfer
+    path = f"/pupils/{move.pupil.pupil_id}"
+    there = api.get("identification", path, teacher(move.to_school_id))
+    assert (there["school_id"], there["status"]) == (move.to_school_id, "enrolled")
+    assert [s["code"] for s in there["risk_signs"]] == [move.sign.code]
+    assert api.get("identification", path, teacher(move.pupil.school_id), accept=(404,))
+    at_risk = api.get("planning", "/pupils-at-risk", teacher(move.to_school_id))["items"]
+    listed = {item["pupil_id"]: item["risk_codes"] for item in at_risk}
+    assert listed[move.pupil.pupil_id] == [move.sign.code]
+    old_plan = api.get("planning", f"/plans/{move.plan.plan_id}", teacher(move.pupil.school_id))
+    assert (old_plan["school_id"], old_plan["outcome"]) == (move.pupil.school_id, "transferred")
 
 
 def a_second_seed_creates_nothing(api: Api, scenario: Scenario, log: io.StringIO) -> None:

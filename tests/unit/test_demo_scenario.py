@@ -92,6 +92,15 @@ def test_every_path_of_the_demo_is_taken_at_every_size(pupils: int) -> None:
     assert all(c.day < demo.departure.on for c in demo.departure.plan.consultations)
     outcomes = Counter(p.evaluation.outcome for p in plans if p.evaluation)
     assert outcomes["transferred"] == 1 and outcomes["continues_learning"] >= 1
+    # The transferred pupil moves after the semester, to a school that teaches the grade
+    # (and not the one whose year the end-to-end test checks), and is at risk there too.
+    move = demo.transfer
+    assert move.plan.evaluation is not None and move.plan.evaluation.outcome == "transferred"
+    assert move.plan.evaluation.close and move.on > date(2019, 12, 31)
+    grades = reference_schools()[move.to_school_id].grades
+    assert grades[0] <= move.pupil.grade <= grades[1]
+    assert move.to_school_id not in (move.pupil.school_id, demo.continued.pupil.school_id)
+    assert move.sign.code in {s.code for s in move.pupil.signs} and move.sign.observed_on > move.on
     successor = demo.continued.next
     assert successor is not None and successor.semester == NEXT_SEMESTER
     assert successor.measures and successor.fully_approved
